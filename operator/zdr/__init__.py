@@ -1,0 +1,3 @@
+"""zdr: zero-downtime rollouts for Kubernetes (the ZeroDowntimeRollout operator)."""
+
+__version__ = "0.1.0"
