@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 source hack/lib.sh
 
 k8s_version="$(awk '/^require k8s.io\/kubernetes/ {print $3}' hack/gomod/kubernetes/go.mod)"
-etcd_version="$(awk '$1 == "go.etcd.io/etcd/server/v3" {print $2}' hack/gomod/etcd/go.mod)"
+etcd_version="$(awk '/^require go.etcd.io\/etcd\/server\/v3 / {print $3}' hack/gomod/etcd/go.mod)"
 k8s_dir="$ZDR_CACHE/kubernetes/$k8s_version/bin"
 etcd_dir="$ZDR_CACHE/etcd/$etcd_version/bin"
 export GOFLAGS="-mod=mod -trimpath"

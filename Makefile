@@ -1,0 +1,60 @@
+# zdr: the two commands that matter are `make demo` and `make test` (README).
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+VENV := .venv
+PY := $(VENV)/bin/python
+export KUBECONFIG ?= $(CURDIR)/.cluster/kubeconfig
+export PATH := $(CURDIR)/.cluster/bin:$(PATH)
+
+.PHONY: help venv binaries cluster cluster-down images crd test test-unit test-go test-e2e lint run demo bench
+
+help: ## list the targets
+	@awk -F':.*## ' '/^[a-z-]+:.*## / {printf "  make %-13s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+$(VENV)/.installed: pyproject.toml
+	@echo "==> installing Python packages into $(VENV)"
+	@test -x $(PY) || python3 -m venv $(VENV)
+	@$(PY) -m pip install -q --upgrade pip
+	@$(PY) -m pip install -q -e '.[test]'
+	@touch $@
+
+venv: $(VENV)/.installed ## create the virtualenv with the package and test tools
+
+binaries: ## build (or reuse from ~/.cache/zdr) the Kubernetes and etcd binaries
+	@bash hack/install-deps.sh
+	@bash hack/build-binaries.sh
+
+cluster: ## start the local single-node Kubernetes (no-op when it runs)
+	@bash hack/cluster-up.sh
+
+cluster-down: ## stop the local cluster and clean up the host
+	@bash hack/cluster-down.sh
+
+images: ## rebuild the test app and pause images and import them into containerd
+	@bash hack/images.sh --force
+
+crd: venv ## install the CRD into the current cluster
+	@kubectl apply --server-side --force-conflicts -f crds/
+
+test-unit: venv ## unit tests (no cluster)
+	@$(PY) -m pytest tests/unit -q
+
+test-go: ## the test app's Go tests
+	@cd testapp && GOTOOLCHAIN=local go test ./...
+
+lint: venv ## ruff and mypy --strict
+	@$(VENV)/bin/ruff check operator tests bench
+	@$(VENV)/bin/mypy
+
+test: venv cluster ## every test: unit, Go, and end to end on the local cluster
+	@$(MAKE) --no-print-directory test-go
+	@$(PY) -m pytest tests -v
+
+run: venv crd ## run the operator against the current kubeconfig
+	@$(VENV)/bin/kopf run --standalone --all-namespaces -m zdr.handlers
+
+demo: venv cluster crd ## a rollout under live traffic, start to finish
+	@$(PY) -m bench.demo
+
+bench: venv cluster crd ## the zero-downtime benchmark (table, JSON, PNG)
+	@$(PY) -m bench.run
