@@ -59,6 +59,7 @@ COMMAND_ANNOTATION = "zdr.io/command"
 LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
 LABEL_ROLLOUT = "zdr.io/rollout"
 LABEL_REVISION = "zdr.io/revision"
+LABEL_SERVICE_ROLE = "zdr.io/service-role"
 RESERVED_LABELS = (LABEL_ROLLOUT, LABEL_REVISION)
 
 # ---------------------------------------------------------------------------------------------
@@ -67,6 +68,8 @@ RESERVED_LABELS = (LABEL_ROLLOUT, LABEL_REVISION)
 DEFAULT_REPLICAS = 1
 DEFAULT_PRE_STOP_SECONDS = 5
 DEFAULT_TERMINATION_GRACE_PERIOD_SECONDS = 30
+DEFAULT_SHUTDOWN_ALLOWANCE_SECONDS = 10
+"""Time after SIGTERM granted to an app whose template does not set terminationGracePeriodSeconds."""
 DEFAULT_MIN_READY_SECONDS = 0
 DEFAULT_PROGRESS_DEADLINE_SECONDS = 600
 DEFAULT_REVISION_HISTORY_LIMIT = 3
