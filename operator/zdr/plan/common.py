@@ -1,0 +1,364 @@
+"""What every strategy shares: capacity arithmetic, Service gating, the rollout context, status.
+
+The invariants live here, so each strategy only chooses targets:
+
+- the surge ceiling: a plan that scales anything up keeps ``sum(max(desired, pods))`` within
+  ``replicas + maxSurge`` (``approach``);
+- the availability floor: pods that serve are removed only while the pods serving through the
+  MAIN Service stay at or above ``replicas - maxUnavailable`` (``approach``); pods that are not
+  ready may always go (a ReplicaSet removes not-ready pods first);
+- endpoint gating: a Service is pointed at a revision only when every pod of that revision is a
+  ready endpoint of a Service already selecting it, or (when none does) a ready pod
+  (``choose_target``); a revision a pinned Service selects keeps its pods (``keep_for_services``).
+
+A pod *serves* when it is available, a ready endpoint of the Service in question and within its
+Deployment's ``spec.replicas`` (pods above it are about to be removed and are not counted).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from zdr.api import (
+    CommandRecord,
+    Condition,
+    ConditionStatus,
+    Phase,
+    RevisionRecord,
+    ServiceRole,
+    ZeroDowntimeRolloutSpec,
+    ZeroDowntimeRolloutStatus,
+    resolve_int_or_percent,
+)
+from zdr.plan.types import ALL_REVISIONS, Event, Observed, ObservedRevision, ServiceTarget
+
+
+# ---------------------------------------------------------------------------------------------
+# Arithmetic
+# ---------------------------------------------------------------------------------------------
+def max_surge(value: int | str, replicas: int) -> int:
+    """Extra pods allowed above ``replicas``; percentages round up (as Kubernetes does)."""
+    return resolve_int_or_percent(value, replicas, round_up=True)
+
+
+def max_unavailable(value: int | str, replicas: int) -> int:
+    """Serving pods allowed below ``replicas``; percentages round down, never more than replicas."""
+    return min(replicas, resolve_int_or_percent(value, replicas, round_up=False))
+
+
+def pods(rev: ObservedRevision) -> int:
+    """Pods a revision has or is about to have (spec ahead of status on scale-up, behind on scale-down)."""
+    return max(rev.spec_replicas, rev.replicas)
+
+
+def serving(rev: ObservedRevision, role: ServiceRole = ServiceRole.MAIN) -> int:
+    """Pods of ``rev`` that serve ``role``: available, ready endpoints, and within spec.replicas."""
+    return max(0, min(rev.available_replicas, rev.endpoints(role), rev.spec_replicas))
+
+
+def not_ready(rev: ObservedRevision) -> int:
+    """Pods within spec.replicas that are not ready (missing ones included): removable for free."""
+    return rev.spec_replicas - max(0, min(rev.ready_replicas, rev.spec_replicas))
+
+
+def weight_replicas(replicas: int, weight: int) -> int:
+    """Pods of the new revision for a canary weight: at least one for any weight above 0."""
+    if weight <= 0:
+        return 0
+    if weight >= 100:
+        return replicas
+    return min(replicas, -(-replicas * weight // 100))
+
+
+def approach(
+    revisions: Mapping[str, ObservedRevision],
+    targets: Mapping[str, int],
+    *,
+    ceiling: int | None,
+    floor: int,
+    scale_up_order: Sequence[str],
+    scale_down_order: Sequence[str],
+) -> dict[str, int]:
+    """Desired replicas that move each revision toward its target within the ceiling and the floor.
+
+    Scale-ups come first, limited by the room below ``ceiling`` (None: no ceiling) counted on the
+    pods that exist now, so pods being removed in this same plan do not make room before they
+    are gone. Scale-downs remove not-ready pods freely and serving pods only while the pods
+    serving through MAIN stay at or above ``floor``. Revisions without a target keep their size.
+    """
+    desired = {name: rev.spec_replicas for name, rev in revisions.items()}
+    for name in targets:
+        desired.setdefault(name, 0)
+    empty = ObservedRevision(name="")
+    total = sum(pods(rev) for rev in revisions.values())
+    for name in scale_up_order:
+        target = targets.get(name)
+        if target is None or target <= desired[name]:
+            continue
+        rev = revisions.get(name, empty)
+        current_pods = pods(rev)
+        allowed = target if ceiling is None else min(target, ceiling - (total - current_pods))
+        if allowed > desired[name]:
+            desired[name] = allowed
+            total += max(allowed, rev.replicas) - current_pods
+    budget = sum(serving(rev) for rev in revisions.values()) - floor
+    for name in scale_down_order:
+        target = targets.get(name)
+        if target is None or target >= desired[name]:
+            continue
+        rev = revisions.get(name, empty)
+        wanted = desired[name] - target
+        free = min(wanted, not_ready(rev))
+        paid = min(wanted - free, max(0, budget))
+        desired[name] -= free + paid
+        budget -= paid
+    return desired
+
+
+# ---------------------------------------------------------------------------------------------
+# The rollout context
+# ---------------------------------------------------------------------------------------------
+@dataclass
+class Context:
+    """One planning pass: the inputs plus what the common steps derived from them."""
+
+    spec: ZeroDowntimeRolloutSpec
+    previous: ZeroDowntimeRolloutStatus
+    observed: Observed
+    now: datetime
+    update: str
+    """Hash of the current template."""
+    stable: str | None
+    """The revision that serves outside a rollout; None before the first one ever served."""
+    records: dict[str, RevisionRecord]
+    paused: bool
+    """spec.paused or a pause command: hold every revision where it is."""
+    promote: bool = False
+    """A promote command to act on in this pass."""
+    promote_full: bool = False
+    paused_by_command: bool = False
+    last_command: CommandRecord | None = None
+    events: list[Event] = field(default_factory=list)
+
+    @property
+    def replicas(self) -> int:
+        return self.spec.replicas
+
+    @property
+    def in_rollout(self) -> bool:
+        return self.stable is not None and self.stable != self.update
+
+    def rev(self, name: str) -> ObservedRevision:
+        return self.observed.revision(name)
+
+    def number(self, name: str | None) -> int:
+        record = self.records.get(name) if name else None
+        return record.revision if record else 0
+
+    def describe(self, name: str | None) -> str:
+        return f"revision {self.number(name)} ({name})" if name else "no revision"
+
+    def others(self) -> list[str]:
+        """Observed revisions other than update and stable, oldest first."""
+        rest = [name for name in self.observed.revisions if name not in (self.update, self.stable)]
+        return sorted(rest, key=lambda name: (self.number(name), name))
+
+    def retire(self, name: str) -> None:
+        """Record when ``name`` stopped being the serving revision (start of its scale-down delay)."""
+        record = self.records.get(name)
+        if record is not None and record.retired_at is None:
+            self.records[name] = record.model_copy(update={"retired_at": self.now})
+
+    def retired_for(self, name: str) -> float | None:
+        """Seconds since ``name`` was retired, None if it was not."""
+        record = self.records.get(name)
+        if record is None or record.retired_at is None:
+            return None
+        return (self.now - record.retired_at).total_seconds()
+
+    def emit(self, reason: str, message: str, *, warning: bool = False) -> None:
+        self.events.append(Event("Warning" if warning else "Normal", reason, message))
+
+    def hold(self) -> dict[str, int]:
+        """Every existing revision at its current size (a paused rollout)."""
+        return {name: rev.spec_replicas for name, rev in self.observed.revisions.items()}
+
+
+@dataclass
+class Decision:
+    """A strategy's answer for one pass (``plan`` turns it into a ``Plan`` and a status)."""
+
+    replicas: dict[str, int]
+    services: dict[ServiceRole, ServiceTarget]
+    stable: str | None
+    phase: Phase
+    message: str
+    complete: bool
+    """The rollout reached its end state: the update revision is stable and serves every replica."""
+    paused_reason: str | None = None
+    step_index: int | None = None
+    step_started_at: datetime | None = None
+    canary_weight: int | None = None
+    preview_ready_at: datetime | None = None
+    promote_requested: bool | None = None
+    requeue_after: float | None = None
+    floor: int | None = None
+    """Serving pods below which the rollout is not Available (default: replicas)."""
+
+
+def earliest(*delays: float | None) -> float | None:
+    """The smallest of the given requeue delays (None ignored)."""
+    values = [max(0.0, d) for d in delays if d is not None]
+    return min(values) if values else None
+
+
+def seconds_until(now: datetime, start: datetime | None, seconds: float) -> float:
+    """Seconds left until ``start + seconds`` (0 when past; 0 when ``start`` is None)."""
+    if start is None:
+        return 0.0
+    return max(0.0, (start + timedelta(seconds=seconds) - now).total_seconds())
+
+
+# ---------------------------------------------------------------------------------------------
+# Service gating
+# ---------------------------------------------------------------------------------------------
+def selecting_roles(observed: Observed, name: str) -> list[ServiceRole]:
+    """Observed Services whose selector includes the pods of revision ``name``."""
+    return [
+        role
+        for role, svc in observed.services.items()
+        if svc.target is not None and (svc.target.is_all or svc.target.revision == name)
+    ]
+
+
+def evidence(observed: Observed, name: str) -> int:
+    """Pods of ``name`` known to serve: ready endpoints of a Service that selects them already, or,
+    when no Service selects them yet, available pods (endpoints appear only once selected)."""
+    rev = observed.revision(name)
+    ready = max(0, min(rev.available_replicas, rev.spec_replicas))
+    roles = selecting_roles(observed, name)
+    if not roles:
+        return ready
+    return min(ready, max(rev.endpoints(role) for role in roles))
+
+
+def can_select(observed: Observed, name: str) -> bool:
+    """A Service may be pointed at ``name``: it exists and every one of its pods serves."""
+    if name not in observed.revisions:
+        return False
+    return evidence(observed, name) >= max(1, observed.revision(name).spec_replicas)
+
+
+def service_endpoints(observed: Observed, role: ServiceRole) -> int:
+    """Ready endpoints the Service of ``role`` has now, over all revisions."""
+    return sum(rev.endpoints(role) for rev in observed.revisions.values())
+
+
+def choose_target(
+    observed: Observed, role: ServiceRole, wanted: ServiceTarget, fallbacks: Iterable[str] = ()
+) -> ServiceTarget:
+    """Where the Service of ``role`` should point in this pass.
+
+    ``wanted`` when the switch is safe: it is the current target, every pod of the rollout, or a
+    revision whose pods all serve. Otherwise the first fallback revision that is current or
+    could be selected safely. Otherwise the current target stays, unless the Service does not
+    exist or serves nothing now (pointing it elsewhere then cannot take anything away).
+    """
+    current = observed.target(role)
+    if wanted == current or wanted.is_all or (wanted.revision and can_select(observed, wanted.revision)):
+        return wanted
+    for name in fallbacks:
+        target = ServiceTarget.pinned(name)
+        if target == current or can_select(observed, name):
+            return target
+    if current is None or role not in observed.services or service_endpoints(observed, role) == 0:
+        return wanted
+    return current
+
+
+def keep_for_services(observed: Observed, planned: Mapping[ServiceRole, ServiceTarget], name: str) -> int:
+    """Pods revision ``name`` must keep because a pinned Service selects it (now or as planned).
+
+    The MAIN and PREVIEW Services serve whole audiences: their revision keeps its size. The
+    canary and stable Services are for direct tests: one pod keeps them answering.
+    """
+    spec = observed.revision(name).spec_replicas
+    roles = {role for role, target in planned.items() if target.revision == name}
+    roles |= {role for role, svc in observed.services.items() if svc.target and svc.target.revision == name}
+    if roles & {ServiceRole.MAIN, ServiceRole.PREVIEW}:
+        return spec
+    if roles:
+        return min(spec, 1)
+    return 0
+
+
+def drained_targets(
+    ctx: Context, names: Iterable[str], services: Mapping[ServiceRole, ServiceTarget]
+) -> dict[str, int]:
+    """Targets for revisions on their way out: 0, or what their Services still need."""
+    return {name: keep_for_services(ctx.observed, services, name) for name in names}
+
+
+def main_serving(observed: Observed) -> int:
+    """Pods serving through the MAIN Service, over all revisions."""
+    return sum(serving(rev) for rev in observed.revisions.values())
+
+
+def set_condition(
+    conditions: list[Condition],
+    type_: str,
+    status: ConditionStatus,
+    reason: str,
+    message: str,
+    *,
+    now: datetime,
+    generation: int,
+) -> None:
+    """Put a condition into ``conditions``; lastTransitionTime moves only when status changes."""
+    for i, existing in enumerate(conditions):
+        if existing.type == type_:
+            moved = existing.status != status
+            conditions[i] = Condition(
+                type=type_,
+                status=status,
+                reason=reason,
+                message=message,
+                last_transition_time=now if moved else existing.last_transition_time,
+                observed_generation=generation,
+            )
+            return
+    conditions.append(
+        Condition(
+            type=type_,
+            status=status,
+            reason=reason,
+            message=message,
+            last_transition_time=now,
+            observed_generation=generation,
+        )
+    )
+
+
+__all__ = [
+    "ALL_REVISIONS",
+    "Context",
+    "Decision",
+    "approach",
+    "can_select",
+    "choose_target",
+    "drained_targets",
+    "earliest",
+    "evidence",
+    "keep_for_services",
+    "main_serving",
+    "max_surge",
+    "max_unavailable",
+    "not_ready",
+    "pods",
+    "seconds_until",
+    "serving",
+    "set_condition",
+    "weight_replicas",
+]
