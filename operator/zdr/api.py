@@ -88,6 +88,7 @@ CANARY_SUFFIX = "-canary"
 STABLE_SUFFIX = "-stable"
 
 MAX_STEPS = 64
+MAX_PORTS = 32
 MAX_NAME_LENGTH = 63  # a Service name is a DNS-1035 label
 
 
@@ -110,9 +111,13 @@ _DNS1035 = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
 _DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _IANA_SVC_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 
+INT_OR_STRING_MAX_LENGTH = 16
+"""Longest string accepted where an int-or-string is (bounds the cost of the CRD's CEL rules)."""
+
 INT_OR_STRING_SCHEMA: dict[str, Any] = {
     "anyOf": [{"type": "integer"}, {"type": "string"}],
     "x-kubernetes-int-or-string": True,
+    "maxLength": INT_OR_STRING_MAX_LENGTH,
 }
 
 
@@ -147,7 +152,7 @@ def _duration(value: Any) -> int | str:
         if value < 0:
             raise PydanticCustomError("duration", "must not be negative (got {got})", {"got": value})
         return value
-    if not _DURATION.match(value):
+    if len(value) > INT_OR_STRING_MAX_LENGTH or not _DURATION.match(value):
         raise PydanticCustomError(
             "duration",
             "must be a duration like '30s', '5m' or '1h30m', or seconds as an integer (got {got})",
@@ -302,6 +307,7 @@ class ServiceSpec(_Model):
         default=None,
         description="Service ports. Defaults to one port per container port of the template.",
         min_length=1,
+        max_length=MAX_PORTS,
     )
     session_affinity: Literal["None", "ClientIP"] = Field(
         default=DEFAULT_SESSION_AFFINITY,
@@ -335,7 +341,8 @@ class DrainSpec(_Model):
         default=DEFAULT_TERMINATION_GRACE_PERIOD_SECONDS,
         description=(
             "Pod termination grace period. Raised when smaller than the preStop sleep plus the app's own "
-            "shutdown time (the template's terminationGracePeriodSeconds, or 10 seconds)."
+            f"shutdown time (the template's terminationGracePeriodSeconds, or "
+            f"{DEFAULT_SHUTDOWN_ALLOWANCE_SECONDS} seconds)."
         ),
         ge=1,
         le=86400,
