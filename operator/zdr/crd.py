@@ -225,7 +225,12 @@ def field_schema(model: type[BaseModel], name: str, info: FieldInfo) -> dict[str
     alias = info.alias or name
     schema = type_schema(info.annotation)
     if info.description:
-        schema["description"] = info.description
+        # An object's own description (from its model) follows the field's, so `kubectl explain`
+        # of an object field says both what the field is for and how it behaves.
+        own = schema.get("description")
+        schema["description"] = (
+            f"{info.description} {own}" if own and own != info.description else info.description
+        )
     is_array = schema.get("type") == "array"
     for meta in info.metadata:
         if isinstance(meta, annotated_types.Ge):
