@@ -1,0 +1,3 @@
+module zdr.local/pause
+
+go 1.24

@@ -1,0 +1,350 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+const (
+	maxSleep  = 10 * time.Minute
+	timestamp = "2006-01-02T15:04:05.000Z07:00"
+)
+
+// logger writes timestamped lines; safe for concurrent use.
+type logger struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (l *logger) printf(format string, args ...any) {
+	line := time.Now().UTC().Format(timestamp) + " " + fmt.Sprintf(format, args...) + "\n"
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	_, _ = io.WriteString(l.w, line)
+}
+
+type app struct {
+	cfg   config
+	log   *logger
+	carts cartStore
+	stats *metrics
+	ws    *wsHub
+	srv   *http.Server
+
+	startupDone atomic.Bool
+	draining    atomic.Bool
+	inflight    atomic.Int64
+
+	// wsInterval is the period of WebSocket messages; wsCloseWait bounds the
+	// wait for a client's answer to our close frame.
+	wsInterval  time.Duration
+	wsCloseWait time.Duration
+}
+
+func newApp(cfg config, out io.Writer) *app {
+	a := &app{
+		cfg:         cfg,
+		log:         &logger{w: out},
+		stats:       newMetrics(),
+		ws:          newWSHub(),
+		wsInterval:  time.Second,
+		wsCloseWait: 2 * time.Second,
+	}
+	if cfg.RedisAddr != "" {
+		a.carts = newRedisCarts(cfg.RedisAddr)
+	} else {
+		a.carts = newMemoryCarts()
+	}
+	a.srv = &http.Server{
+		Handler:           a.handler(),
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       90 * time.Second,
+	}
+	return a
+}
+
+// start begins the startup delay after which the app reports ready.
+func (a *app) start() {
+	store := "memory"
+	if a.cfg.RedisAddr != "" {
+		store = "redis " + a.cfg.RedisAddr
+	}
+	a.log.printf("start: version=%s pod=%s port=%s startup_delay=%s drain=%s fail_rate=%g carts=%s",
+		a.cfg.Version, a.cfg.Pod, a.cfg.Port, a.cfg.StartupDelay, a.cfg.Drain, a.cfg.FailRate, store)
+	if a.cfg.NeverReady {
+		a.log.printf("start: NEVER_READY set, /readyz will always answer 503")
+	}
+	if a.cfg.StartupDelay <= 0 {
+		a.startupDone.Store(true)
+		return
+	}
+	time.AfterFunc(a.cfg.StartupDelay, func() {
+		a.startupDone.Store(true)
+		if ready, _ := a.readiness(); ready {
+			a.log.printf("ready: startup delay of %s elapsed", a.cfg.StartupDelay)
+		}
+	})
+}
+
+// serve answers HTTP on ln until the server is shut down.
+func (a *app) serve(ln net.Listener) error {
+	err := a.srv.Serve(ln)
+	if errors.Is(err, http.ErrServerClosed) {
+		return nil
+	}
+	return err
+}
+
+// drain is the graceful shutdown sequence: readiness off at once, normal
+// service for cfg.Drain, then stop accepting and finish in-flight requests,
+// then close every WebSocket with 1001 (going away).
+func (a *app) drain(reason string) error {
+	if !a.draining.CompareAndSwap(false, true) {
+		return errors.New("already draining")
+	}
+	begin := time.Now()
+	a.log.printf("drain: %s received, readiness off, serving for %s", reason, a.cfg.Drain)
+	time.Sleep(a.cfg.Drain)
+
+	a.log.printf("drain: window over, no longer accepting connections, %d request(s) in flight, %d websocket(s) open",
+		a.inflight.Load(), a.ws.count())
+	ctx, cancel := context.WithTimeout(context.Background(), a.cfg.ShutdownTimeout)
+	defer cancel()
+	err := a.srv.Shutdown(ctx)
+	if err != nil {
+		a.log.printf("drain: in-flight requests not finished after %s (%v), closing them", a.cfg.ShutdownTimeout, err)
+		_ = a.srv.Close()
+	} else {
+		a.log.printf("drain: in-flight requests finished")
+	}
+
+	n, all := a.ws.closeAll(a.wsCloseWait + time.Second)
+	if all {
+		a.log.printf("drain: closed %d websocket(s) with 1001 (going away)", n)
+	} else {
+		a.log.printf("drain: sent 1001 (going away) to %d websocket(s), some did not finish closing", n)
+	}
+	a.carts.Close()
+	a.log.printf("drain: done after %s, exiting", time.Since(begin).Round(time.Millisecond))
+	return err
+}
+
+// readiness reports whether /readyz answers 200, and why not.
+func (a *app) readiness() (bool, string) {
+	switch {
+	case a.cfg.NeverReady:
+		return false, "never ready (NEVER_READY)"
+	case a.draining.Load():
+		return false, "draining"
+	case !a.startupDone.Load():
+		return false, "starting"
+	}
+	return true, "ready"
+}
+
+func (a *app) handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/", a.handleRoot)
+	mux.HandleFunc("/healthz", a.handleHealthz)
+	mux.HandleFunc("/readyz", a.handleReadyz)
+	mux.HandleFunc("/metrics", a.handleMetrics)
+	mux.HandleFunc("/cart", a.handleCart)
+	mux.HandleFunc("/sleep", a.handleSleep)
+	mux.HandleFunc("/ws", a.handleWS)
+
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h := w.Header()
+		h.Set("X-Version", a.cfg.Version)
+		h.Set("X-Pod", a.cfg.Pod)
+		if a.draining.Load() {
+			// Clients with a kept-alive connection open a new one, which the
+			// Service routes to a pod that is still ready.
+			h.Set("Connection", "close")
+		}
+		switch r.URL.Path {
+		case "/healthz", "/readyz", "/metrics":
+			mux.ServeHTTP(w, r)
+			return
+		case "/ws":
+		default:
+			a.inflight.Add(1)
+			defer a.inflight.Add(-1)
+		}
+		rec := &statusRecorder{ResponseWriter: w}
+		mux.ServeHTTP(rec, r)
+		a.stats.observe(rec.code())
+	})
+}
+
+type versionResponse struct {
+	Version string `json:"version"`
+	Pod     string `json:"pod"`
+	Time    string `json:"time"`
+}
+
+type errorResponse struct {
+	Error   string `json:"error"`
+	Version string `json:"version"`
+	Pod     string `json:"pod"`
+}
+
+func (a *app) fail(w http.ResponseWriter, code int, msg string) {
+	writeJSON(w, code, errorResponse{Error: msg, Version: a.cfg.Version, Pod: a.cfg.Pod})
+}
+
+func (a *app) handleRoot(w http.ResponseWriter, r *http.Request) {
+	if r.URL.Path != "/" {
+		a.fail(w, http.StatusNotFound, "not found")
+		return
+	}
+	if !allowMethods(w, r, http.MethodGet, http.MethodHead) {
+		return
+	}
+	if a.cfg.FailRate > 0 && rand.Float64() < a.cfg.FailRate {
+		a.fail(w, http.StatusInternalServerError, "injected failure (FAIL_RATE)")
+		return
+	}
+	writeJSON(w, http.StatusOK, versionResponse{
+		Version: a.cfg.Version,
+		Pod:     a.cfg.Pod,
+		Time:    time.Now().UTC().Format(time.RFC3339Nano),
+	})
+}
+
+func (a *app) handleHealthz(w http.ResponseWriter, r *http.Request) {
+	writeText(w, http.StatusOK, "ok\n")
+}
+
+func (a *app) handleReadyz(w http.ResponseWriter, r *http.Request) {
+	if ready, why := a.readiness(); !ready {
+		writeText(w, http.StatusServiceUnavailable, "not ready: "+why+"\n")
+		return
+	}
+	writeText(w, http.StatusOK, "ready\n")
+}
+
+func (a *app) handleMetrics(w http.ResponseWriter, r *http.Request) {
+	ready, _ := a.readiness()
+	w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
+	w.WriteHeader(http.StatusOK)
+	a.stats.write(w, a.cfg.Version, ready, a.inflight.Load(), a.ws.count())
+}
+
+type sleepResponse struct {
+	SleptMS int64  `json:"slept_ms"`
+	Version string `json:"version"`
+	Pod     string `json:"pod"`
+}
+
+func (a *app) handleSleep(w http.ResponseWriter, r *http.Request) {
+	ms, err := strconv.ParseInt(r.URL.Query().Get("ms"), 10, 64)
+	if err != nil || ms < 0 || time.Duration(ms)*time.Millisecond > maxSleep {
+		a.fail(w, http.StatusBadRequest, fmt.Sprintf("want ms=N with 0 <= N <= %d", maxSleep.Milliseconds()))
+		return
+	}
+	t := time.NewTimer(time.Duration(ms) * time.Millisecond)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-r.Context().Done():
+		return
+	}
+	writeJSON(w, http.StatusOK, sleepResponse{SleptMS: ms, Version: a.cfg.Version, Pod: a.cfg.Pod})
+}
+
+func allowMethods(w http.ResponseWriter, r *http.Request, methods ...string) bool {
+	for _, m := range methods {
+		if r.Method == m {
+			return true
+		}
+	}
+	allow := ""
+	for i, m := range methods {
+		if i > 0 {
+			allow += ", "
+		}
+		allow += m
+	}
+	w.Header().Set("Allow", allow)
+	writeText(w, http.StatusMethodNotAllowed, "method not allowed\n")
+	return false
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	body, err := json.Marshal(v)
+	if err != nil {
+		writeText(w, http.StatusInternalServerError, "encoding response: "+err.Error()+"\n")
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Content-Length", strconv.Itoa(len(body)+1))
+	w.WriteHeader(code)
+	_, _ = w.Write(append(body, '\n'))
+}
+
+func writeText(w http.ResponseWriter, code int, s string) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("Content-Length", strconv.Itoa(len(s)))
+	w.WriteHeader(code)
+	_, _ = io.WriteString(w, s)
+}
+
+// statusRecorder remembers the status code written through it and keeps the
+// optional interfaces of the wrapped writer reachable (hijacking for
+// WebSockets, flushing).
+type statusRecorder struct {
+	http.ResponseWriter
+	status int
+}
+
+func (s *statusRecorder) WriteHeader(code int) {
+	if s.status == 0 {
+		s.status = code
+	}
+	s.ResponseWriter.WriteHeader(code)
+}
+
+func (s *statusRecorder) Write(b []byte) (int, error) {
+	if s.status == 0 {
+		s.status = http.StatusOK
+	}
+	return s.ResponseWriter.Write(b)
+}
+
+func (s *statusRecorder) Flush() {
+	if f, ok := s.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+}
+
+func (s *statusRecorder) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	h, ok := s.ResponseWriter.(http.Hijacker)
+	if !ok {
+		return nil, nil, errors.New("response writer does not support hijacking")
+	}
+	conn, rw, err := h.Hijack()
+	if err == nil && s.status == 0 {
+		s.status = http.StatusSwitchingProtocols
+	}
+	return conn, rw, err
+}
+
+func (s *statusRecorder) Unwrap() http.ResponseWriter { return s.ResponseWriter }
+
+func (s *statusRecorder) code() int {
+	if s.status == 0 {
+		return http.StatusOK
+	}
+	return s.status
+}
