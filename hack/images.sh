@@ -75,6 +75,17 @@ testapp_digest="$(python3 hack/mkimage.py --name "$testapp_image" --out "$images
   --user 65532:65532 --stop-signal SIGTERM --quiet)"
 info "$testapp_image  $testapp_digest  $(du -h "$images_dir/testapp.tar" | cut -f1)"
 
+# kubectl of the cluster's version, for tests of in-cluster API access with a pod's token.
+kubectl_image="${ZDR_KUBECTL_IMAGE:-zdr.local/kubectl:dev}"
+kubectl_bin="$(readlink -f "$CLUSTER_DIR/bin/kubectl" 2>/dev/null || true)"
+images=("$pause_image|$images_dir/pause.tar|$pause_digest" "$testapp_image|$images_dir/testapp.tar|$testapp_digest")
+if [[ -x "$kubectl_bin" ]]; then
+  kubectl_digest="$(python3 hack/mkimage.py --name "$kubectl_image" --out "$images_dir/kubectl.tar" \
+    --file "$kubectl_bin:/kubectl:0755" --entrypoint /kubectl --env HOME=/tmp --user 65532:65532 --quiet)"
+  info "$kubectl_image  $kubectl_digest  $(du -h "$images_dir/kubectl.tar" | cut -f1)"
+  images+=("$kubectl_image|$images_dir/kubectl.tar|$kubectl_digest")
+fi
+
 if [[ "$import" == 0 ]]; then
   info "archives in ${images_dir#"$ZDR_ROOT"/}; not imported (--build-only)"
   exit 0
@@ -83,7 +94,7 @@ fi
 [[ -S "$address" ]] || die "no containerd socket at $address (start containerd, set CONTAINERD_ADDRESS, or use --build-only)"
 
 step "importing into containerd ($address, namespace k8s.io)"
-for pair in "$pause_image|$images_dir/pause.tar|$pause_digest" "$testapp_image|$images_dir/testapp.tar|$testapp_digest"; do
+for pair in "${images[@]}"; do
   IFS='|' read -r name archive digest <<<"$pair"
   if [[ "$force" == 0 && "$(present_digest "$name")" == "$digest" ]]; then
     info "$name: already present ($digest)"

@@ -44,6 +44,7 @@ type app struct {
 
 	startupDone atomic.Bool
 	draining    atomic.Bool
+	notReady    atomic.Bool
 	inflight    atomic.Int64
 
 	// wsInterval is the period of WebSocket messages; wsCloseWait bounds the
@@ -147,6 +148,8 @@ func (a *app) readiness() (bool, string) {
 		return false, "never ready (NEVER_READY)"
 	case a.draining.Load():
 		return false, "draining"
+	case a.notReady.Load():
+		return false, "switched off (POST /admin/readiness?ready=false)"
 	case !a.startupDone.Load():
 		return false, "starting"
 	}
@@ -162,6 +165,7 @@ func (a *app) handler() http.Handler {
 	mux.HandleFunc("/cart", a.handleCart)
 	mux.HandleFunc("/sleep", a.handleSleep)
 	mux.HandleFunc("/ws", a.handleWS)
+	mux.HandleFunc("/admin/readiness", a.handleReadinessSwitch)
 
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		h := w.Header()
@@ -347,4 +351,25 @@ func (s *statusRecorder) code() int {
 		return http.StatusOK
 	}
 	return s.status
+}
+
+// handleReadinessSwitch turns readiness off or on while the app keeps serving
+// (POST /admin/readiness?ready=false|true): a pod that stops being ready at run time.
+func (a *app) handleReadinessSwitch(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodPost {
+		writeText(w, http.StatusMethodNotAllowed, "POST /admin/readiness?ready=true|false\n")
+		return
+	}
+	switch r.URL.Query().Get("ready") {
+	case "false":
+		a.notReady.Store(true)
+	case "true":
+		a.notReady.Store(false)
+	default:
+		writeText(w, http.StatusBadRequest, "ready must be true or false\n")
+		return
+	}
+	ready, why := a.readiness()
+	a.log.printf("readiness: switched, ready=%t (%s)", ready, why)
+	writeText(w, http.StatusOK, fmt.Sprintf("ready=%t\n", ready))
 }

@@ -539,3 +539,35 @@ func TestCartInRedis(t *testing.T) {
 		t.Errorf("GET /cart on pod b = %+v, want the cart made on pod a", cart)
 	}
 }
+
+func TestReadinessSwitch(t *testing.T) {
+	_, srv, _ := newTestApp(t, nil)
+	post := func(q string) int {
+		resp, err := http.Post(srv.URL+"/admin/readiness?ready="+q, "text/plain", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	readyz := func() int {
+		resp, err := http.Get(srv.URL + "/readyz")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if got := readyz(); got != 200 {
+		t.Fatalf("readyz before switch = %d", got)
+	}
+	if post("false") != 200 || readyz() != 503 {
+		t.Fatal("readiness did not switch off")
+	}
+	if post("true") != 200 || readyz() != 200 {
+		t.Fatal("readiness did not switch back on")
+	}
+	if post("maybe") != 400 {
+		t.Fatal("a bad value was accepted")
+	}
+}
