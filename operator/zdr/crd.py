@@ -175,10 +175,10 @@ def _is_int_or_string(annotation: Any) -> bool:
 
 
 def _description(doc: str | None) -> str:
-    """First paragraph of a docstring, on one line."""
+    """A docstring on one line."""
     if not doc:
         return ""
-    return " ".join(doc.strip().split("\n\n")[0].split())
+    return " ".join(doc.split())
 
 
 def type_schema(annotation: Any) -> dict[str, Any]:

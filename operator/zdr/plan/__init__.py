@@ -260,7 +260,9 @@ def _finish(ctx: Context, decision: Decision) -> Plan:
         if name in observed.revisions or name == ctx.update
     }
     roles = spec.service_roles
-    services = {role: target for role, target in decision.services.items() if role in roles}
+    services = {
+        role: target for role, target in decision.services.items() if role in roles and target is not None
+    }
     delete_services = tuple(role for role in observed.services if role not in roles)
     delete = _beyond_history(ctx, decision, replicas, services)
     keep = (

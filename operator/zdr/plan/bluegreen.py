@@ -24,6 +24,7 @@ from zdr.api import Phase, ServiceRole
 from zdr.plan.common import (
     Context,
     Decision,
+    Targets,
     choose_target,
     earliest,
     keep_for_services,
@@ -56,7 +57,9 @@ def plan_blue_green(ctx: Context) -> Decision:
     if ctx.paused:
         services = {
             ServiceRole.MAIN: choose_target(observed, ServiceRole.MAIN, ServiceTarget(stable)),
-            ServiceRole.PREVIEW: observed.target(ServiceRole.PREVIEW) or ServiceTarget(stable),
+            ServiceRole.PREVIEW: choose_target(
+                observed, ServiceRole.PREVIEW, observed.target(ServiceRole.PREVIEW) or ServiceTarget(stable)
+            ),
         }
         return Decision(
             replicas=ctx.hold(),
@@ -181,12 +184,10 @@ def _steady(ctx: Context) -> Decision:
     )
 
 
-def _retiring_target(
-    ctx: Context, name: str, services: dict[ServiceRole, ServiceTarget], delay: int
-) -> tuple[int, float | None]:
+def _retiring_target(ctx: Context, name: str, services: Targets, delay: int) -> tuple[int, float | None]:
     """A revision that no longer serves: its size during the scale-down delay, then what Services need."""
     rev = ctx.rev(name)
-    keep = keep_for_services(ctx.observed, services, name)
+    keep = keep_for_services(ctx, services, name)
     retired = ctx.retired_for(name)
     if retired is not None and retired < delay and rev.spec_replicas > 0:
         return rev.spec_replicas, delay - retired

@@ -30,6 +30,7 @@ from zdr.plan.common import (
     ALL_REVISIONS,
     Context,
     Decision,
+    Targets,
     approach,
     choose_target,
     earliest,
@@ -91,7 +92,7 @@ def _steady(ctx: Context) -> Decision:
             targets[name] = rev.spec_replicas
             requeue = earliest(requeue, params.scale_down_delay_seconds - retired)
         else:
-            targets[name] = keep_for_services(observed, services, name)
+            targets[name] = keep_for_services(ctx, services, name)
     desired = approach(
         observed.revisions,
         targets,
@@ -134,7 +135,9 @@ def _paused(ctx: Context) -> Decision:
     assert stable is not None
     services = {
         ServiceRole.MAIN: ALL_REVISIONS,
-        ServiceRole.CANARY: observed.target(ServiceRole.CANARY) or ServiceTarget(stable),
+        ServiceRole.CANARY: choose_target(
+            observed, ServiceRole.CANARY, observed.target(ServiceRole.CANARY) or ServiceTarget(stable)
+        ),
         ServiceRole.STABLE: choose_target(observed, ServiceRole.STABLE, ServiceTarget(stable)),
     }
     index, started = _step_state(ctx)
@@ -175,18 +178,18 @@ def _target_weight(steps: list[CanaryStep], index: int) -> int:
     return 0
 
 
-def _targets(ctx: Context, weight: int, services: dict[ServiceRole, ServiceTarget]) -> dict[str, int]:
+def _targets(ctx: Context, weight: int, services: Targets) -> dict[str, int]:
     stable = ctx.stable
     assert stable is not None
     new = weight_replicas(ctx.replicas, weight)
-    targets = {ctx.update: new}
+    targets = {ctx.update: max(new, keep_for_services(ctx, services, ctx.update))}
     for name in ctx.others():
-        targets[name] = keep_for_services(ctx.observed, services, name)
-    targets[stable] = max(ctx.replicas - new, keep_for_services(ctx.observed, services, stable))
+        targets[name] = keep_for_services(ctx, services, name)
+    targets[stable] = max(ctx.replicas - new, keep_for_services(ctx, services, stable))
     return targets
 
 
-def _services(ctx: Context, weight: int) -> dict[ServiceRole, ServiceTarget]:
+def _services(ctx: Context, weight: int) -> Targets:
     stable = ctx.stable
     assert stable is not None
     observed = ctx.observed

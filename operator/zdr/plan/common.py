@@ -117,6 +117,10 @@ def approach(
     return desired
 
 
+Targets = dict[ServiceRole, ServiceTarget | None]
+"""Service targets a strategy decides; None leaves a Service as it is."""
+
+
 # ---------------------------------------------------------------------------------------------
 # The rollout context
 # ---------------------------------------------------------------------------------------------
@@ -191,7 +195,8 @@ class Decision:
     """A strategy's answer for one pass (``plan`` turns it into a ``Plan`` and a status)."""
 
     replicas: dict[str, int]
-    services: dict[ServiceRole, ServiceTarget]
+    services: Mapping[ServiceRole, ServiceTarget | None]
+    """Desired targets; None leaves that Service as it is."""
     stable: str | None
     phase: Phase
     message: str
@@ -258,47 +263,45 @@ def service_endpoints(observed: Observed, role: ServiceRole) -> int:
 
 def choose_target(
     observed: Observed, role: ServiceRole, wanted: ServiceTarget, fallbacks: Iterable[str] = ()
-) -> ServiceTarget:
+) -> ServiceTarget | None:
     """Where the Service of ``role`` should point in this pass.
 
     ``wanted`` when the switch is safe: it is the current target, every pod of the rollout, or a
-    revision whose pods all serve. Otherwise the first fallback revision that is current or
-    could be selected safely. Otherwise the current target stays, unless the Service does not
-    exist or serves nothing now (pointing it elsewhere then cannot take anything away).
+    revision whose pods all serve, or the Service does not exist or serves nothing now (pointing
+    it elsewhere then cannot take anything away). Otherwise the first fallback revision that is
+    current or could be selected safely; otherwise the current target stays.
+    None: leave the Service as it is (its selector is not one zdr writes and it still serves).
     """
     current = observed.target(role)
     if wanted == current or wanted.is_all or (wanted.revision and can_select(observed, wanted.revision)):
+        return wanted
+    if role not in observed.services or service_endpoints(observed, role) == 0:
         return wanted
     for name in fallbacks:
         target = ServiceTarget.pinned(name)
         if target == current or can_select(observed, name):
             return target
-    if current is None or role not in observed.services or service_endpoints(observed, role) == 0:
-        return wanted
     return current
 
 
-def keep_for_services(observed: Observed, planned: Mapping[ServiceRole, ServiceTarget], name: str) -> int:
+def keep_for_services(ctx: Context, planned: Mapping[ServiceRole, ServiceTarget | None], name: str) -> int:
     """Pods revision ``name`` must keep because a pinned Service selects it (now or as planned).
 
     The MAIN and PREVIEW Services serve whole audiences: their revision keeps its size. The
-    canary and stable Services are for direct tests: one pod keeps them answering.
+    canary and stable Services are for direct tests: one pod keeps them answering. Nothing is
+    kept when the rollout is scaled to zero.
     """
+    if ctx.replicas == 0:
+        return 0
+    observed = ctx.observed
     spec = observed.revision(name).spec_replicas
-    roles = {role for role, target in planned.items() if target.revision == name}
+    roles = {role for role, target in planned.items() if target is not None and target.revision == name}
     roles |= {role for role, svc in observed.services.items() if svc.target and svc.target.revision == name}
     if roles & {ServiceRole.MAIN, ServiceRole.PREVIEW}:
         return spec
     if roles:
         return min(spec, 1)
     return 0
-
-
-def drained_targets(
-    ctx: Context, names: Iterable[str], services: Mapping[ServiceRole, ServiceTarget]
-) -> dict[str, int]:
-    """Targets for revisions on their way out: 0, or what their Services still need."""
-    return {name: keep_for_services(ctx.observed, services, name) for name in names}
 
 
 def main_serving(observed: Observed) -> int:
@@ -345,10 +348,10 @@ __all__ = [
     "ALL_REVISIONS",
     "Context",
     "Decision",
+    "Targets",
     "approach",
     "can_select",
     "choose_target",
-    "drained_targets",
     "earliest",
     "evidence",
     "keep_for_services",

@@ -13,6 +13,7 @@ from zdr.plan.common import (
     ALL_REVISIONS,
     Context,
     Decision,
+    Targets,
     approach,
     max_surge,
     max_unavailable,
@@ -28,7 +29,7 @@ def plan_rolling(ctx: Context) -> Decision:
     if surge == 0 and unavailable == 0:
         surge = 1  # both rounded to 0: keep capacity and replace one pod at a time
     floor = replicas - unavailable
-    services = {ServiceRole.MAIN: ALL_REVISIONS}
+    services: Targets = {ServiceRole.MAIN: ALL_REVISIONS}
     update = ctx.update
 
     if ctx.paused and ctx.in_rollout:

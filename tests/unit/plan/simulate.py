@@ -109,7 +109,9 @@ class Cluster:
                 pod.age += 1
                 pod.ready = not pod.broken and pod.age >= self.ready_after
             while len(rev.pods) > rev.spec:
-                victim = next((p for p in rev.pods if not p.ready), None) or min(rev.pods, key=lambda p: p.age)
+                victim = next((p for p in rev.pods if not p.ready), None) or min(
+                    rev.pods, key=lambda p: p.age
+                )
                 rev.pods.remove(victim)
             while len(rev.pods) < rev.spec:
                 rev.pods.append(Pod(broken=name in self.broken))
