@@ -9,7 +9,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from invariants import violations
 from simulate import START, Cluster, make_spec
-
 from zdr.api import (
     RevisionRecord,
     ServiceRole,
@@ -59,7 +58,7 @@ def specs(draw: st.DrawFn) -> dict[str, Any]:
         draw(st.integers(0, 8)),
         image=image,
         strategy=strategy,
-        paused=draw(st.booleans().filter(lambda b: True)),
+        paused=draw(st.booleans()),
     )
 
 
