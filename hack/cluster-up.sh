@@ -199,7 +199,7 @@ cat >"$STATE_DIR/cni/net.d/10-zdr.conflist" <<EOF
   "plugins": [
     {
       "type": "bridge", "bridge": "$POD_BRIDGE", "isGateway": true, "ipMasq": true,
-      "hairpinMode": true, "promiscMode": true,
+      "hairpinMode": true,
       "ipam": {
         "type": "host-local", "dataDir": "$STATE_DIR/cni/networks",
         "ranges": [[{"subnet": "$POD_CIDR", "gateway": "$POD_GATEWAY"}]],
@@ -218,6 +218,9 @@ state = "$RUN_DIR/containerd"
   address = "$CONTAINERD_ADDRESS"
 [plugins."io.containerd.grpc.v1.cri"]
   sandbox_image = "zdr.local/pause:3.10"
+  # root here lacks CAP_SYS_RESOURCE and cannot lower an OOM score (the pause container's
+  # default is -998): keep every container's score at or above containerd's own.
+  restrict_oom_score_adj = true
   [plugins."io.containerd.grpc.v1.cri".cni]
     bin_dir = "/usr/lib/cni"
     conf_dir = "$STATE_DIR/cni/net.d"
@@ -239,7 +242,7 @@ step "starting kubelet"
 cat >"$CONF/kubelet.yaml" <<EOF
 apiVersion: kubelet.config.k8s.io/v1beta1
 kind: KubeletConfiguration
-address: 127.0.0.1
+address: $POD_GATEWAY
 port: 10250
 readOnlyPort: 0
 containerRuntimeEndpoint: unix://$CONTAINERD_ADDRESS

@@ -152,3 +152,15 @@ def http_post(host: str, port: int, path: str, timeout: float = 2.0) -> int:
         return resp.status
     finally:
         conn.close()
+
+
+def answers(host: str, port: int = 80) -> bool:
+    try:
+        return http_get(host, port, timeout=1.0).status == 200
+    except OSError:
+        return False
+
+
+def wait_serving(host: str, port: int = 80, timeout: float = 30) -> None:
+    """Waits until kube-proxy has programmed the Service (its minSyncPeriod is 1 s)."""
+    wait_until(f"{host}:{port} to answer", lambda: answers(host, port), timeout=timeout)

@@ -36,6 +36,7 @@ def _deploy(api: client.ApiClient, namespace: str, name: str, replicas: int = 3,
         f"{replicas} ready endpoints of {name}",
         lambda: len(kube.ready_endpoints(api, namespace, name)) == replicas,
     )
+    kube.wait_serving(kube.cluster_ip(client.CoreV1Api(api), namespace, name))
 
 
 def test_clusterip_reaches_every_pod(api: client.ApiClient, core: client.CoreV1Api, namespace: str) -> None:
