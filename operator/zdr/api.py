@@ -24,6 +24,7 @@ import difflib
 import json
 import re
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any, Final, Literal, get_args, get_origin
@@ -484,6 +485,31 @@ class ServiceRole(StrEnum):
     PREVIEW = "preview"
     CANARY = "canary"
     STABLE = "stable"
+
+
+@dataclass(frozen=True, order=True)
+class ServiceTarget:
+    """What a Service selects: every pod of the rollout (``revision is None``) or one revision.
+
+    Turned into a label selector by ``zdr.revision.service_selector`` and back by
+    ``zdr.revision.selector_target``, so the planner never handles label maps.
+    """
+
+    revision: str | None = None
+
+    @property
+    def is_all(self) -> bool:
+        return self.revision is None
+
+    @classmethod
+    def pinned(cls, revision: str) -> ServiceTarget:
+        return cls(revision)
+
+    def __str__(self) -> str:
+        return "all revisions" if self.revision is None else f"revision {self.revision}"
+
+
+ALL_REVISIONS = ServiceTarget()
 
 
 STRATEGY_SERVICE_ROLES: dict[str, tuple[ServiceRole, ...]] = {

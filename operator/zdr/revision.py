@@ -37,9 +37,9 @@ from zdr.api import (
     LABEL_ROLLOUT,
     LABEL_SERVICE_ROLE,
     ServiceRole,
+    ServiceTarget,
     ZeroDowntimeRolloutSpec,
 )
-from zdr.plan.types import ServiceTarget
 
 MANAGED_BY = "zdr"
 HASH_LENGTH = 10

@@ -21,7 +21,14 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal
 
-from zdr.api import Command, ServiceRole, ZeroDowntimeRolloutSpec, ZeroDowntimeRolloutStatus
+from zdr.api import (
+    ALL_REVISIONS,
+    Command,
+    ServiceRole,
+    ServiceTarget,
+    ZeroDowntimeRolloutSpec,
+    ZeroDowntimeRolloutStatus,
+)
 
 __all__ = [
     "ALL_REVISIONS",
@@ -33,31 +40,6 @@ __all__ = [
     "ServiceRole",
     "ServiceTarget",
 ]
-
-
-@dataclass(frozen=True, order=True)
-class ServiceTarget:
-    """What a Service selects: every pod of the rollout (``revision is None``) or one revision.
-
-    Turned into a label selector by ``zdr.revision.service_selector`` and back by
-    ``zdr.revision.selector_target``, so the planner never handles label maps.
-    """
-
-    revision: str | None = None
-
-    @property
-    def is_all(self) -> bool:
-        return self.revision is None
-
-    @classmethod
-    def pinned(cls, revision: str) -> ServiceTarget:
-        return cls(revision)
-
-    def __str__(self) -> str:
-        return "all revisions" if self.revision is None else f"revision {self.revision}"
-
-
-ALL_REVISIONS = ServiceTarget()
 
 
 @dataclass(frozen=True)
