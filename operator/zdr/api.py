@@ -658,7 +658,7 @@ class Condition(_StatusModel):
     message: str = Field(default="", description="Human-readable details.")
     last_transition_time: Time = Field(description="When status last changed.")
     observed_generation: int | None = Field(
-        default=None, description="The generation the condition was set for."
+        default=None, description="The generation the condition was set for.", ge=0
     )
 
 

@@ -85,7 +85,7 @@ FIELD_EXTRAS: dict[tuple[type[BaseModel], str], dict[str, Any]] = {
         "x-kubernetes-list-map-keys": ["type"],
     },
     (api.ZeroDowntimeRolloutStatus, "observedGeneration"): {"format": "int64"},
-    (api.Condition, "observedGeneration"): {"format": "int64", "minimum": 0},
+    (api.Condition, "observedGeneration"): {"format": "int64"},
     (api.Condition, "lastTransitionTime"): {"format": "date-time"},
 }
 
