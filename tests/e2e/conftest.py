@@ -7,6 +7,8 @@ fails the tests with the failing component's log tail, never skips them.
 from __future__ import annotations
 
 import os
+import signal
+import sys
 import subprocess
 import uuid
 from collections.abc import Iterator
@@ -65,3 +67,70 @@ def namespace(core: client.CoreV1Api, request: pytest.FixtureRequest) -> Iterato
     kube.wait_for_default_service_account(core, name)
     yield name
     core.delete_namespace(name, body=client.V1DeleteOptions(grace_period_seconds=0))
+
+
+class OperatorProcess:
+    """The zdr operator as a real process (`kopf run`), as `make run` starts it."""
+
+    def __init__(self, kubeconfig: Path, log_path: Path) -> None:
+        self.kubeconfig = kubeconfig
+        self.log_path = log_path
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        env = {**os.environ, "KUBECONFIG": str(self.kubeconfig), "ZDR_LOG_FORMAT": "json", "ZDR_METRICS_ADDR": "off"}
+        log = open(self.log_path, "ab")  # noqa: SIM115 - the child owns it
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "kopf", "run", "--standalone", "--all-namespaces", "-m", "zdr.handlers"],
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+
+    def kill(self) -> None:
+        """SIGKILL: no cleanup, no last status write."""
+        if self.proc is not None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(timeout=10)
+            self.proc = None
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+            self.proc = None
+
+    def log_tail(self, lines: int = 40) -> str:
+        text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+        return "\n".join(text.splitlines()[-lines:])
+
+
+@pytest.fixture(scope="session")
+def crd(cluster: Path) -> None:
+    subprocess.run(
+        [str(ROOT / ".cluster/bin/kubectl"), "--kubeconfig", str(cluster), "apply", "--server-side",
+         "--force-conflicts", "-f", str(ROOT / "crds")],
+        check=True,
+        capture_output=True,
+    )
+    subprocess.run(
+        [str(ROOT / ".cluster/bin/kubectl"), "--kubeconfig", str(cluster), "wait", "--for=condition=Established",
+         "crd/zerodowntimerollouts.zdr.io", "--timeout=60s"],
+        check=True,
+        capture_output=True,
+    )
+
+
+@pytest.fixture(scope="session")
+def operator(cluster: Path, crd: None) -> Iterator[OperatorProcess]:
+    """One operator for the session; tests that kill it must start it again."""
+    logs = ROOT / ".cluster" / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    op = OperatorProcess(cluster, logs / "zdr-operator.log")
+    op.start()
+    yield op
+    op.stop()
