@@ -223,7 +223,9 @@ def _take_command(ctx: Context) -> None:
         return
     accepted = True
     if command.verb == "promote":
-        if ctx.in_rollout:
+        if ctx.spec.strategy.type == "RollingUpdate":
+            accepted, message = False, "RollingUpdate has no step or switch to promote"
+        elif ctx.in_rollout:
             ctx.promote, ctx.promote_full = True, command.full
             message = "promote" + (" --full" if command.full else "") + f" of {ctx.describe(ctx.update)}"
         else:

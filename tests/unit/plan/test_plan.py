@@ -131,6 +131,10 @@ def test_unsupported_or_pointless_commands_are_rejected_once() -> None:
     assert cluster.step(spec, command=Command(id="u1", verb="undo")).events == ()
     result = cluster.step(spec, command=Command(id="p1", verb="promote"))
     assert result.status.last_command is not None
+    assert result.status.last_command.message == "RollingUpdate has no step or switch to promote"
+    canary = deployed(make_spec(3, strategy={"type": "Canary"}))
+    result = canary.step(make_spec(3, strategy={"type": "Canary"}), command=Command(id="p2", verb="promote"))
+    assert result.status.last_command is not None
     assert result.status.last_command.message == "nothing to promote: no rollout in progress"
 
 
