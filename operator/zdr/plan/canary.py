@@ -105,7 +105,8 @@ def _steady(ctx: Context) -> Decision:
     stable = ctx.stable
     if stable is None and new_serving >= replicas:
         stable = update
-    old_pods = [name for name in others if desired[name] > 0 or ctx.rev(name).replicas > 0]
+    # Pods already scaled away only finish their drain: they do not hold the rollout back.
+    old_pods = [name for name in others if desired[name] > 0]
     warm = [name for name in others if targets[name] > 0 and targets[name] == ctx.rev(name).spec_replicas]
     complete = stable == update and new_serving >= replicas and not (set(old_pods) - set(warm))
     if complete:
