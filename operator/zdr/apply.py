@@ -15,10 +15,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 from kubernetes import client
-from kubernetes.client.rest import ApiException
+from kubernetes.client.exceptions import ApiException
 
 from zdr import log
-from zdr.api import API_VERSION, GROUP, KIND, PLURAL, VERSION, ServiceRole, ZeroDowntimeRolloutSpec
+from zdr.api import API_VERSION, GROUP, KIND, PLURAL, VERSION, ZeroDowntimeRolloutSpec
 from zdr.observe import Children
 from zdr.plan.types import Event, Plan
 from zdr.revision import build_deployment, build_service, deployment_name, service_selector
@@ -96,13 +96,15 @@ class Applier:
                 body = build_deployment(name, namespace, spec, revision, replicas)
                 body["metadata"]["ownerReferences"] = [owner_reference(rollout)]
                 try:
-                    self.apps.create_namespaced_deployment(namespace, body, field_manager=FIELD_MANAGER)
+                    self.apps.create_namespaced_deployment(namespace, body, field_manager=FIELD_MANAGER)  # type: ignore[arg-type]
                     self.writes.append(f"create deployment {body['metadata']['name']} replicas={replicas}")
                 except ApiException as exc:
                     _ignore(409, exc)
             elif int(current["spec"].get("replicas", 0)) != replicas:
                 self.apps.patch_namespaced_deployment_scale(
-                    current["metadata"]["name"], namespace, {"spec": {"replicas": replicas}},
+                    current["metadata"]["name"],
+                    namespace,
+                    {"spec": {"replicas": replicas}},
                     field_manager=FIELD_MANAGER,
                 )
                 self.writes.append(
@@ -118,12 +120,14 @@ class Applier:
         names = spec.service_names(name)
         for role, target in plan.services.items():
             selector = service_selector(name, spec, target)
-            desired = build_service(names[role], spec, selector, rollout_name=name, namespace=namespace, role=role)
+            desired = build_service(
+                names[role], spec, selector, rollout_name=name, namespace=namespace, role=role
+            )
             desired["metadata"]["ownerReferences"] = [owner_reference(rollout)]
             current = children.services.get(role)
             if current is None:
                 try:
-                    self.core.create_namespaced_service(namespace, desired, field_manager=FIELD_MANAGER)
+                    self.core.create_namespaced_service(namespace, desired, field_manager=FIELD_MANAGER)  # type: ignore[arg-type]
                     self.writes.append(f"create service {names[role]} -> {target}")
                 except ApiException as exc:
                     _ignore(409, exc)
@@ -149,8 +153,13 @@ class Applier:
             ops.append({"op": "replace", "path": "/spec/selector", "value": want["selector"]})
         if cur.get("sessionAffinity", "None") != want["sessionAffinity"]:
             ops.append({"op": "replace", "path": "/spec/sessionAffinity", "value": want["sessionAffinity"]})
-        if "sessionAffinityConfig" in want and cur.get("sessionAffinityConfig") != want["sessionAffinityConfig"]:
-            ops.append({"op": "add", "path": "/spec/sessionAffinityConfig", "value": want["sessionAffinityConfig"]})
+        if (
+            "sessionAffinityConfig" in want
+            and cur.get("sessionAffinityConfig") != want["sessionAffinityConfig"]
+        ):
+            ops.append(
+                {"op": "add", "path": "/spec/sessionAffinityConfig", "value": want["sessionAffinityConfig"]}
+            )
 
         def port_key(p: Mapping[str, Any]) -> tuple[Any, ...]:
             return (p.get("name"), p["port"], p.get("targetPort"), p.get("protocol", "TCP"))
@@ -159,14 +168,28 @@ class Applier:
             # Keep allocated node ports where the port is unchanged.
             node_ports = {p["port"]: p.get("nodePort") for p in cur.get("ports") or []}
             ports = [
-                {**p, **({"nodePort": node_ports[p["port"]]} if node_ports.get(p["port"]) and "nodePort" not in p else {})}
+                {
+                    **p,
+                    **(
+                        {"nodePort": node_ports[p["port"]]}
+                        if node_ports.get(p["port"]) and "nodePort" not in p
+                        else {}
+                    ),
+                }
                 for p in want["ports"]
             ]
             if want.get("type", "ClusterIP") == "ClusterIP":
                 ports = [{k: v for k, v in p.items() if k != "nodePort"} for p in ports]
             ops.append({"op": "replace", "path": "/spec/ports", "value": ports})
         if ops:
-            ops.insert(0, {"op": "test", "path": "/metadata/resourceVersion", "value": current["metadata"]["resourceVersion"]})
+            ops.insert(
+                0,
+                {
+                    "op": "test",
+                    "path": "/metadata/resourceVersion",
+                    "value": current["metadata"]["resourceVersion"],
+                },
+            )
         return ops
 
     def _status(self, rollout: Mapping[str, Any], plan: Plan) -> None:
@@ -207,7 +230,7 @@ class Applier:
             "count": 1,
         }
         try:
-            self.core.create_namespaced_event(meta["namespace"], body)
+            self.core.create_namespaced_event(meta["namespace"], body)  # type: ignore[arg-type]
         except ApiException as exc:
             log.get().warning("event not recorded", reason=event.reason, error=exc.reason)
         self.writes.append(f"event {event.reason}")

@@ -22,7 +22,7 @@ from typing import Any
 
 import kopf
 from kubernetes import client, config
-from kubernetes.client.rest import ApiException
+from kubernetes.client.exceptions import ApiException
 
 from zdr import log, metrics
 from zdr.api import GROUP, LABEL_MANAGED_BY, LABEL_ROLLOUT, PLURAL, VERSION
@@ -50,9 +50,9 @@ OP = Operator()
 
 def _load_api() -> client.ApiClient:
     try:
-        config.load_incluster_config()
+        config.load_incluster_config()  # type: ignore[no-untyped-call]
     except config.ConfigException:
-        config.load_kube_config()
+        config.load_kube_config()  # type: ignore[no-untyped-call]
     return client.ApiClient()
 
 
@@ -80,16 +80,18 @@ async def cleanup(**_: Any) -> None:
 
 
 @kopf.on.event(GROUP, VERSION, PLURAL)
-def rollout_event(namespace: str, name: str, type: str | None, **_: Any) -> None:
+def rollout_event(*, namespace: str | None, name: str, type: str, **_: Any) -> None:
+    if namespace is None:
+        return
     if type == "DELETED":
         OP.queue.forget((namespace, name))
         return
     OP.queue.add((namespace, name))
 
 
-def _child_event(namespace: str, labels: Mapping[str, str], **_: Any) -> None:
+def _child_event(*, namespace: str | None, labels: Mapping[str, str], **_: Any) -> None:
     rollout = labels.get(LABEL_ROLLOUT)
-    if rollout:
+    if rollout and namespace:
         OP.queue.add((namespace, rollout))
 
 
@@ -118,7 +120,9 @@ def reconcile(key: Key, started: float) -> float | None:
     assert OP.api is not None
     custom = client.CustomObjectsApi(OP.api)
     try:
-        rollout: dict[str, Any] = custom.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
+        rollout: dict[str, Any] = custom.get_namespaced_custom_object(  # type: ignore[assignment]
+            GROUP, VERSION, namespace, PLURAL, name
+        )
     except ApiException as exc:
         if exc.status == 404:
             OP.queue.forget(key)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 
 from prometheus_client import Counter, Histogram, start_http_server
@@ -19,7 +20,6 @@ def start_server() -> None:
     if addr in ("", "off"):
         return
     host, _, port = addr.rpartition(":")
-    try:
+    # Another operator process may hold the port: metrics are best effort.
+    with contextlib.suppress(OSError):
         start_http_server(int(port), addr=host or "0.0.0.0")
-    except OSError:
-        pass  # another operator process holds the port; metrics are best effort

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import os
 import signal
-import sys
 import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -78,7 +78,12 @@ class OperatorProcess:
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
-        env = {**os.environ, "KUBECONFIG": str(self.kubeconfig), "ZDR_LOG_FORMAT": "json", "ZDR_METRICS_ADDR": "off"}
+        env = {
+            **os.environ,
+            "KUBECONFIG": str(self.kubeconfig),
+            "ZDR_LOG_FORMAT": "json",
+            "ZDR_METRICS_ADDR": "off",
+        }
         log = open(self.log_path, "ab")  # noqa: SIM115 - the child owns it
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "kopf", "run", "--standalone", "--all-namespaces", "-m", "zdr.handlers"],
@@ -112,14 +117,29 @@ class OperatorProcess:
 @pytest.fixture(scope="session")
 def crd(cluster: Path) -> None:
     subprocess.run(
-        [str(ROOT / ".cluster/bin/kubectl"), "--kubeconfig", str(cluster), "apply", "--server-side",
-         "--force-conflicts", "-f", str(ROOT / "crds")],
+        [
+            str(ROOT / ".cluster/bin/kubectl"),
+            "--kubeconfig",
+            str(cluster),
+            "apply",
+            "--server-side",
+            "--force-conflicts",
+            "-f",
+            str(ROOT / "crds"),
+        ],
         check=True,
         capture_output=True,
     )
     subprocess.run(
-        [str(ROOT / ".cluster/bin/kubectl"), "--kubeconfig", str(cluster), "wait", "--for=condition=Established",
-         "crd/zerodowntimerollouts.zdr.io", "--timeout=60s"],
+        [
+            str(ROOT / ".cluster/bin/kubectl"),
+            "--kubeconfig",
+            str(cluster),
+            "wait",
+            "--for=condition=Established",
+            "crd/zerodowntimerollouts.zdr.io",
+            "--timeout=60s",
+        ],
         check=True,
         capture_output=True,
     )

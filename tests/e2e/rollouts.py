@@ -82,7 +82,9 @@ class Rollouts:
         self.custom.replace_namespaced_custom_object(GROUP, VERSION, self.namespace, PLURAL, name, obj)
 
     def get(self, name: str) -> dict[str, Any]:
-        obj: dict[str, Any] = self.custom.get_namespaced_custom_object(GROUP, VERSION, self.namespace, PLURAL, name)
+        obj: dict[str, Any] = self.custom.get_namespaced_custom_object(
+            GROUP, VERSION, self.namespace, PLURAL, name
+        )
         return obj
 
     def status(self, name: str) -> dict[str, Any]:
@@ -91,11 +93,17 @@ class Rollouts:
     def command(self, name: str, verb: str, **extra: Any) -> None:
         body = {"id": uuid.uuid4().hex, "verb": verb, **extra}
         self.custom.patch_namespaced_custom_object(
-            GROUP, VERSION, self.namespace, PLURAL, name,
+            GROUP,
+            VERSION,
+            self.namespace,
+            PLURAL,
+            name,
             {"metadata": {"annotations": {"zdr.io/command": json.dumps(body)}}},
         )
 
-    def wait_phase(self, name: str, phase: str, timeout: float = 120, generation: bool = True) -> dict[str, Any]:
+    def wait_phase(
+        self, name: str, phase: str, timeout: float = 120, generation: bool = True
+    ) -> dict[str, Any]:
         def reached() -> dict[str, Any] | None:
             obj = self.get(name)
             st = obj.get("status") or {}
@@ -106,19 +114,23 @@ class Rollouts:
 
     def deployments(self, name: str) -> dict[str, Any]:
         """Revision hash -> Deployment (as a plain dict)."""
-        items = self.apps.list_namespaced_deployment(self.namespace, label_selector=f"zdr.io/rollout={name}").items
+        items = self.apps.list_namespaced_deployment(
+            self.namespace, label_selector=f"zdr.io/rollout={name}"
+        ).items
         return {d.metadata.labels["zdr.io/revision"]: self.api.sanitize_for_serialization(d) for d in items}
 
     def pods(self, name: str, revision: str | None = None) -> list[Any]:
         selector = f"zdr.io/rollout={name}" + (f",zdr.io/revision={revision}" if revision else "")
         return [
-            p for p in self.core.list_namespaced_pod(self.namespace, label_selector=selector).items
+            p
+            for p in self.core.list_namespaced_pod(self.namespace, label_selector=selector).items
             if p.metadata.deletion_timestamp is None
         ]
 
     def events(self, name: str) -> list[Any]:
         items = self.core.list_namespaced_event(
-            self.namespace, field_selector=f"involvedObject.name={name},involvedObject.kind=ZeroDowntimeRollout"
+            self.namespace,
+            field_selector=f"involvedObject.name={name},involvedObject.kind=ZeroDowntimeRollout",
         ).items
         return sorted(items, key=lambda e: (e.first_timestamp or e.event_time, e.metadata.name))
 

@@ -73,7 +73,9 @@ def test_pod_failing_readiness_leaves_the_endpointslice(
     pod, pod_ip = sorted(endpoints.items())[0]
     # The test app's readiness switch; the pod keeps running and serving.
     kube.http_post(pod_ip, 8080, "/admin/readiness?ready=false")
-    kube.wait_until(f"{pod} to leave the EndpointSlice", lambda: pod not in kube.ready_endpoints(api, namespace, "web"))
+    kube.wait_until(
+        f"{pod} to leave the EndpointSlice", lambda: pod not in kube.ready_endpoints(api, namespace, "web")
+    )
     assert core.read_namespaced_pod(pod, namespace).status.phase == "Running"
     ip = kube.cluster_ip(core, namespace, "web")
     assert {kube.http_get(ip).pod for _ in range(30)} == set(endpoints) - {pod}
@@ -110,12 +112,16 @@ def test_prestop_sleep_runs_before_sigterm_and_the_app_drains(
     sigterm = [t for t, line in lines if "SIGTERM" in line]
     assert sigterm, f"the app never logged SIGTERM; log: {[line for _, line in lines]}"
     waited = sigterm[0] - deleted_at
-    assert waited >= pre_stop - 0.5, f"SIGTERM arrived {waited:.1f}s after delete, before the {pre_stop}s preStop"
+    assert waited >= pre_stop - 0.5, (
+        f"SIGTERM arrived {waited:.1f}s after delete, before the {pre_stop}s preStop"
+    )
     after = [line for t, line in lines if t >= sigterm[0]]
     assert any("exit" in line.lower() for line in after), f"no clean exit after the drain: {after}"
 
 
-def test_service_account_token_reads_own_namespace(api: client.ApiClient, core: client.CoreV1Api, namespace: str) -> None:
+def test_service_account_token_reads_own_namespace(
+    api: client.ApiClient, core: client.CoreV1Api, namespace: str
+) -> None:
     rbac = client.RbacAuthorizationV1Api(api)
     rbac.create_namespaced_role(
         namespace,
@@ -151,7 +157,9 @@ def test_service_account_token_reads_own_namespace(api: client.ApiClient, core: 
     )
     phase = kube.wait_until(
         "the reader pod to finish",
-        lambda: (p := core.read_namespaced_pod("reader", namespace).status.phase) in ("Succeeded", "Failed") and p,
+        lambda: (
+            (p := core.read_namespaced_pod("reader", namespace).status.phase) in ("Succeeded", "Failed") and p
+        ),
     )
     log = core.read_namespaced_pod_log("reader", namespace)
     assert phase == "Succeeded", log
@@ -174,12 +182,17 @@ def test_service_account_token_reads_own_namespace(api: client.ApiClient, core: 
             },
         },
     )
-    kube.wait_until("the intruder pod to fail", lambda: core.read_namespaced_pod("intruder", namespace).status.phase == "Failed")
+    kube.wait_until(
+        "the intruder pod to fail",
+        lambda: core.read_namespaced_pod("intruder", namespace).status.phase == "Failed",
+    )
     assert "forbidden" in core.read_namespaced_pod_log("intruder", namespace).lower()
 
 
 def _leaked_packets() -> int:
-    out = subprocess.run(["bash", str(ROOT / "hack/netguard.sh"), "leaks"], capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        ["bash", str(ROOT / "hack/netguard.sh"), "leaks"], capture_output=True, text=True, check=True
+    )
     return int(out.stdout.strip())
 
 
@@ -220,4 +233,6 @@ def test_cluster_ranges_never_leave_by_the_external_interface(
     assert _connect(empty_ip, 80) != "connected"
     assert _connect("10.96.255.254", 80) != "connected"
     assert _connect("10.88.255.254", 8080) != "connected"
-    assert _leaked_packets() == before == 0, "a packet for the cluster's ranges left by the external interface"
+    assert _leaked_packets() == before == 0, (
+        "a packet for the cluster's ranges left by the external interface"
+    )

@@ -32,7 +32,9 @@ def zdr(api: client.ApiClient, namespace: str, operator: OperatorProcess) -> Rol
 def _kubectl(*args: str) -> str:
     out = subprocess.run(
         [str(ROOT / ".cluster/bin/kubectl"), "--kubeconfig", str(ROOT / ".cluster/kubeconfig"), *args],
-        capture_output=True, text=True, check=True,
+        capture_output=True,
+        text=True,
+        check=True,
     )
     return out.stdout
 
@@ -107,7 +109,9 @@ def test_blue_green_switches_active_service_then_scales_old_down(zdr: Rollouts, 
     assert zdr.service_selector("shop-preview")["zdr.io/revision"] == green
     zdr.wait_only("shop", {"v2"})
     # The old revision is kept warm for scaleDownDelaySeconds, then goes to 0 (kept for rollback).
-    kube.wait_until("blue scaled to 0", lambda: zdr.deployments("shop")[blue]["spec"]["replicas"] == 0, timeout=30)
+    kube.wait_until(
+        "blue scaled to 0", lambda: zdr.deployments("shop")[blue]["spec"]["replicas"] == 0, timeout=30
+    )
     reasons = [e.reason for e in zdr.events("shop")]
     assert "ServiceSwitched" in reasons, reasons
 
@@ -161,7 +165,9 @@ def test_new_template_mid_rollout_supersedes_the_inflight_revision(zdr: Rollouts
     zdr.create(manifest)
     v1 = zdr.wait_phase("web", "Healthy")["stableRevision"]
     zdr.update_spec("web", with_version(manifest, "v2", STARTUP_DELAY="4s")["spec"])
-    v2 = kube.wait_until("v2 pods", lambda: (s := zdr.status("web")).get("updateRevision") != v1 and s["updateRevision"])
+    v2 = kube.wait_until(
+        "v2 pods", lambda: (s := zdr.status("web")).get("updateRevision") != v1 and s["updateRevision"]
+    )
     kube.wait_until("a v2 pod", lambda: zdr.pods("web", v2))
     zdr.update_spec("web", with_version(manifest, "v3")["spec"])
     st = zdr.wait_phase("web", "Healthy", timeout=120)
@@ -170,7 +176,9 @@ def test_new_template_mid_rollout_supersedes_the_inflight_revision(zdr: Rollouts
     deployments = zdr.deployments("web")
     assert deployments[v3]["spec"]["replicas"] == 3
     assert deployments.get(v2, {"spec": {"replicas": 0}})["spec"]["replicas"] == 0
-    kube.wait_until("v1 and v2 pods to drain", lambda: not zdr.pods("web", v1) and not zdr.pods("web", v2), timeout=40)
+    kube.wait_until(
+        "v1 and v2 pods to drain", lambda: not zdr.pods("web", v1) and not zdr.pods("web", v2), timeout=40
+    )
     zdr.wait_only("web", {"v3"})
 
 
@@ -189,7 +197,9 @@ def test_replica_change_mid_rollout_is_honored(zdr: Rollouts, namespace: str) ->
     v2 = st["stableRevision"]
     assert v2 != v1 and st["readyReplicas"] == 4
     assert zdr.deployments("web")[v2]["spec"]["replicas"] == 4
-    scale = zdr.custom.get_namespaced_custom_object_scale("zdr.io", "v1alpha1", namespace, "zerodowntimerollouts", "web")
+    scale = zdr.custom.get_namespaced_custom_object_scale(
+        "zdr.io", "v1alpha1", namespace, "zerodowntimerollouts", "web"
+    )
     assert scale["spec"]["replicas"] == 4 and scale["status"]["selector"] == "app=web"
 
 
@@ -230,7 +240,9 @@ def test_invalid_spec_is_refused_and_touches_nothing(zdr: Rollouts) -> None:
 STRATEGIES = {
     "rolling": ROLLING,
     "bluegreen": blue_green(auto=True, delay=2),
-    "canary": canary([{"setWeight": 34}, {"pause": {"duration": "2s"}}, {"setWeight": 67}, {"pause": {"duration": "2s"}}]),
+    "canary": canary(
+        [{"setWeight": 34}, {"pause": {"duration": "2s"}}, {"setWeight": 67}, {"pause": {"duration": "2s"}}]
+    ),
 }
 
 
