@@ -1,0 +1,848 @@
+"""Rollout scenarios on the local cluster, shared by the e2e tests, the benchmark and the demo.
+
+- ``Kube``: API clients from the cluster's kubeconfig and the few reads and writes scenarios use;
+- manifests of the test app as a plain Deployment (with or without readiness probe and preStop)
+  and as a ``ZeroDowntimeRollout`` of each strategy;
+- ``Target``: one rollout target (``ZdrTarget`` or ``DeploymentTarget``) with the same verbs:
+  create at a version, change the version, tell whether the rollout is complete, undo;
+- ``OperatorProcess``: the operator as a child process, as ``make run`` starts it;
+- ``EventRecorder``: watches EndpointSlices, Deployments and Services of a namespace and
+  derives the operator's reaction latency: from a gate becoming true (one more pod of the update
+  revision listed as a ready endpoint) to the operator's next write (a Deployment created,
+  scaled or deleted, or a Service selector changed).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+from kubernetes import client, config, watch
+from kubernetes.client.rest import ApiException
+from zdr.api import (
+    COMMAND_ANNOTATION,
+    GROUP,
+    LABEL_REVISION,
+    LABEL_ROLLOUT,
+    PLURAL,
+    VERSION,
+    Command,
+    command_annotation,
+)
+
+from bench.prober import Record, check_target
+
+ROOT = Path(__file__).resolve().parents[1]
+KUBECONFIG = Path(os.environ.get("ZDR_KUBECONFIG", ROOT / ".cluster" / "kubeconfig"))
+KUBECTL = ROOT / ".cluster" / "bin" / "kubectl"
+LOGS = ROOT / ".cluster" / "logs"
+TESTAPP_IMAGE = "zdr.local/testapp:dev"
+
+Strategy = Literal["RollingUpdate", "BlueGreen", "Canary"]
+T = TypeVar("T")
+Json = dict[str, Any]
+
+
+def wait_for(what: str, check: Callable[[], T | None], timeout: float, interval: float = 0.2) -> T:
+    """Polls ``check`` until it returns a truthy value; raises ``TimeoutError`` naming ``what``."""
+    deadline = time.monotonic() + timeout
+    last: T | None = None
+    while time.monotonic() < deadline:
+        last = check()
+        if last:
+            return last
+        time.sleep(interval)
+    raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what} (last: {last!r})")
+
+
+# ---------------------------------------------------------------------------------------------
+# Manifests
+# ---------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class App:
+    """The test app as every scenario runs it."""
+
+    replicas: int = 4
+    drain: str = "2s"
+    """DRAIN: after SIGTERM the app serves this long (answering ``Connection: close``)."""
+    pre_stop_seconds: int = 3
+    grace_seconds: int = 30
+
+
+def container(version: str, app: App, *, readiness: bool = True, pre_stop: int | None = None) -> Json:
+    c: Json = {
+        "name": "app",
+        "image": TESTAPP_IMAGE,
+        "imagePullPolicy": "Never",
+        "ports": [{"name": "http", "containerPort": 8080}],
+        "env": [
+            {"name": "VERSION", "value": version},
+            {"name": "DRAIN", "value": app.drain},
+            {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+        ],
+    }
+    if readiness:
+        c["readinessProbe"] = {
+            "httpGet": {"path": "/readyz", "port": 8080},
+            "periodSeconds": 1,
+            "failureThreshold": 1,
+            "successThreshold": 1,
+        }
+    if pre_stop:
+        c["lifecycle"] = {"preStop": {"sleep": {"seconds": pre_stop}}}
+    return c
+
+
+def rollout_body(
+    name: str,
+    version: str,
+    strategy: Strategy,
+    app: App,
+    *,
+    auto_promotion: bool = True,
+    scale_down_delay: int = 3,
+    canary_steps: Sequence[Json] | None = None,
+    max_surge: int = 1,
+) -> Json:
+    strat: Json = {"type": strategy}
+    if strategy == "RollingUpdate":
+        strat["rollingUpdate"] = {"maxSurge": max_surge, "maxUnavailable": 0}
+    elif strategy == "BlueGreen":
+        strat["blueGreen"] = {"autoPromotion": auto_promotion, "scaleDownDelaySeconds": scale_down_delay}
+    else:
+        steps = list(
+            canary_steps
+            or [
+                {"setWeight": 25},
+                {"pause": {"duration": "3s"}},
+                {"setWeight": 50},
+                {"pause": {"duration": "3s"}},
+            ]
+        )
+        strat["canary"] = {"maxSurge": max_surge, "scaleDownDelaySeconds": scale_down_delay, "steps": steps}
+    return {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "ZeroDowntimeRollout",
+        "metadata": {"name": name},
+        "spec": {
+            "replicas": app.replicas,
+            "service": {"ports": [{"name": "http", "port": 80, "targetPort": 8080}]},
+            "drain": {
+                "preStopSeconds": app.pre_stop_seconds,
+                "terminationGracePeriodSeconds": app.grace_seconds,
+            },
+            "strategy": strat,
+            "template": {
+                "metadata": {"labels": {"app": name}},
+                "spec": {"containers": [container(version, app)]},
+            },
+        },
+    }
+
+
+def deployment_body(name: str, version: str, app: App, *, readiness: bool, pre_stop: int | None) -> Json:
+    labels = {"app": name}
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name, "labels": labels},
+        "spec": {
+            "replicas": app.replicas,
+            "selector": {"matchLabels": labels},
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {
+                    "containers": [container(version, app, readiness=readiness, pre_stop=pre_stop)],
+                    "terminationGracePeriodSeconds": app.grace_seconds,
+                },
+            },
+        },
+    }
+
+
+def service_body(name: str) -> Json:
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": name},
+        "spec": {"selector": {"app": name}, "ports": [{"name": "http", "port": 80, "targetPort": 8080}]},
+    }
+
+
+def with_version(containers: Sequence[Json], version: str) -> list[Json]:
+    """The containers with env VERSION set to ``version``."""
+    out = []
+    for c in containers:
+        env = [dict(e) for e in c.get("env") or []]
+        for e in env:
+            if e.get("name") == "VERSION":
+                e["value"] = version
+        out.append({**c, "env": env})
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Cluster access
+# ---------------------------------------------------------------------------------------------
+class Kube:
+    def __init__(self, kubeconfig: Path = KUBECONFIG) -> None:
+        self.kubeconfig = kubeconfig
+        self.api = config.new_client_from_config(config_file=str(kubeconfig))
+        self.core = client.CoreV1Api(self.api)
+        self.apps = client.AppsV1Api(self.api)
+        self.custom = client.CustomObjectsApi(self.api)
+        self.discovery = client.DiscoveryV1Api(self.api)
+
+    def new_api(self) -> client.ApiClient:
+        return config.new_client_from_config(config_file=str(self.kubeconfig))
+
+    def kubectl(self, *args: str, timeout: float = 60) -> str:
+        proc = subprocess.run(
+            [str(KUBECTL), "--kubeconfig", str(self.kubeconfig), *args],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+        if proc.returncode != 0:
+            raise RuntimeError(f"kubectl {' '.join(args)}: {proc.stderr.strip()}")
+        return proc.stdout
+
+    def ensure_crd(self) -> None:
+        self.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(ROOT / "crds"))
+        self.kubectl(
+            "wait", "--for=condition=Established", "crd/zerodowntimerollouts.zdr.io", "--timeout=60s"
+        )
+
+    # namespaces -----------------------------------------------------------------------------
+    def create_namespace(self, name: str, *, replace: bool = False, timeout: float = 120) -> str:
+        if replace:
+            self.delete_namespace(name, wait=timeout)
+        self.core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
+
+        def has_sa() -> bool:
+            try:
+                self.core.read_namespaced_service_account("default", name)
+                return True
+            except ApiException as exc:
+                if exc.status == 404:
+                    return False
+                raise
+
+        wait_for(f"the default ServiceAccount of {name}", has_sa, timeout=60)
+        return name
+
+    def delete_namespace(self, name: str, *, wait: float = 0) -> None:
+        try:
+            self.core.delete_namespace(name, body=client.V1DeleteOptions(grace_period_seconds=0))
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+        if wait:
+            wait_for(
+                f"namespace {name} to go", lambda: not self.namespace_exists(name), timeout=wait, interval=0.5
+            )
+
+    def namespace_exists(self, name: str) -> bool:
+        try:
+            self.core.read_namespace(name)
+            return True
+        except ApiException as exc:
+            if exc.status == 404:
+                return False
+            raise
+
+    # rollouts --------------------------------------------------------------------------------
+    def rollout(self, ns: str, name: str) -> Json:
+        obj: Json = self.custom.get_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, name)
+        return obj
+
+    def create_rollout(self, ns: str, body: Json) -> None:
+        self.custom.create_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, body)
+
+    def set_rollout_version(self, ns: str, name: str, version: str) -> None:
+        containers = self.rollout(ns, name)["spec"]["template"]["spec"]["containers"]
+        patch = {"spec": {"template": {"spec": {"containers": with_version(containers, version)}}}}
+        self.custom.patch_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, name, patch)
+
+    def command(self, ns: str, name: str, verb: str) -> str:
+        """Writes a command (e.g. promote) into the rollout's annotation; returns its id."""
+        cid = f"{int(time.time())}-{uuid.uuid4().hex[:8]}"
+        value = command_annotation(Command.model_validate({"id": cid, "verb": verb}))
+        patch = {"metadata": {"annotations": {COMMAND_ANNOTATION: value}}}
+        self.custom.patch_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, name, patch)
+        return cid
+
+    def pods(self, ns: str, selector: str) -> list[Json]:
+        resp = self.core.list_namespaced_pod(ns, label_selector=selector, _preload_content=False)
+        items: list[Json] = json.loads(resp.data)["items"]
+        return items
+
+    def ready_endpoints(self, ns: str, service: str) -> dict[str, str]:
+        """Pod name -> IP of every endpoint listed as ready in the Service's EndpointSlices."""
+        slices = self.discovery.list_namespaced_endpoint_slice(
+            ns, label_selector=f"kubernetes.io/service-name={service}"
+        )
+        ready: dict[str, str] = {}
+        for s in slices.items:
+            for ep in s.endpoints or []:
+                if ep.conditions and ep.conditions.ready and ep.target_ref is not None:
+                    ready[ep.target_ref.name] = ep.addresses[0]
+        return ready
+
+    def cluster_ip(self, ns: str, service: str) -> str:
+        ip: str = self.core.read_namespaced_service(service, ns).spec.cluster_ip
+        return check_target(ip)
+
+    # deployments -----------------------------------------------------------------------------
+    def create(self, ns: str, body: Json) -> None:
+        if body["kind"] == "Deployment":
+            self.apps.create_namespaced_deployment(ns, body)
+        elif body["kind"] == "Service":
+            self.core.create_namespaced_service(ns, body)
+        else:
+            raise ValueError(body["kind"])
+
+    def set_deployment_version(self, ns: str, name: str, version: str) -> None:
+        dep = self.apps.read_namespaced_deployment(name, ns, _preload_content=False)
+        containers = json.loads(dep.data)["spec"]["template"]["spec"]["containers"]
+        patch = {"spec": {"template": {"spec": {"containers": with_version(containers, version)}}}}
+        self.apps.patch_namespaced_deployment(name, ns, patch)
+
+
+def get_once(host: str, port: int = 80, timeout: float = 1.0) -> tuple[int, str]:
+    """One GET on a new connection: (status, X-Version); raises OSError on connection failures."""
+    conn = http.client.HTTPConnection(check_target(host), port, timeout=timeout)
+    try:
+        conn.request("GET", "/", headers={"Connection": "close"})
+        resp = conn.getresponse()
+        resp.read()
+        return resp.status, resp.getheader("X-Version", "")
+    finally:
+        conn.close()
+
+
+def wait_serving(host: str, version: str | None = None, timeout: float = 30) -> None:
+    """Waits until the address answers (with ``version``, when given) on 10 new connections in a row."""
+
+    def ok() -> bool:
+        for _ in range(10):
+            try:
+                status, v = get_once(host)
+            except OSError:
+                return False
+            if status != 200 or (version is not None and v != version):
+                return False
+        return True
+
+    wait_for(f"{host} to serve" + (f" {version}" if version else ""), ok, timeout=timeout, interval=0.3)
+
+
+# ---------------------------------------------------------------------------------------------
+# Targets
+# ---------------------------------------------------------------------------------------------
+class Target:
+    """Something that rolls out the test app: a ``ZeroDowntimeRollout`` or a plain Deployment."""
+
+    label = "target"
+
+    def __init__(self, kube: Kube, ns: str, name: str, app: App) -> None:
+        self.kube, self.ns, self.name, self.app = kube, ns, name, app
+
+    @property
+    def service(self) -> str:
+        return self.name
+
+    def create(self, version: str) -> None:
+        raise NotImplementedError
+
+    def set_version(self, version: str) -> None:
+        raise NotImplementedError
+
+    def undo(self, version: str) -> None:
+        """Go back to the previous template (``version`` is that template's VERSION)."""
+        raise NotImplementedError
+
+    def complete(self) -> bool:
+        """The controller reports the rollout done (the new pods serve at full size)."""
+        raise NotImplementedError
+
+    def pod_versions(self) -> dict[str, int]:
+        """VERSION -> number of pods that exist (terminating included), from the pod specs."""
+        counts: dict[str, int] = {}
+        for p in self.kube.pods(self.ns, self.pod_selector()):
+            for c in p["spec"]["containers"]:
+                for e in c.get("env") or []:
+                    if e.get("name") == "VERSION":
+                        counts[e["value"]] = counts.get(e["value"], 0) + 1
+        return counts
+
+    def pod_selector(self) -> str:
+        return f"app={self.name}"
+
+    def only(self, version: str) -> bool:
+        """Every pod that exists runs ``version``, and all replicas are ready endpoints."""
+        versions = self.pod_versions()
+        ready = len(self.kube.ready_endpoints(self.ns, self.service))
+        return (
+            set(versions) == {version}
+            and versions[version] == self.app.replicas
+            and ready == self.app.replicas
+        )
+
+    def progress(self) -> str:
+        raise NotImplementedError
+
+    def wait_complete(self, version: str, timeout: float = 120) -> float:
+        """Waits until the rollout is complete and only ``version`` pods remain; returns the monotonic time
+        at which the controller first reported completion."""
+        done_at: list[float] = []
+
+        def check() -> bool:
+            if not done_at and self.complete():
+                done_at.append(time.monotonic())
+            return bool(done_at) and self.only(version)
+
+        wait_for(
+            f"{self.label} {self.ns}/{self.name} to complete on {version} ({self.progress()})",
+            check,
+            timeout=timeout,
+            interval=0.1,
+        )
+        return done_at[0]
+
+
+class ZdrTarget(Target):
+    label = "ZeroDowntimeRollout"
+
+    def __init__(self, kube: Kube, ns: str, name: str, app: App, strategy: Strategy, **params: Any) -> None:
+        super().__init__(kube, ns, name, app)
+        self.strategy = strategy
+        self.params = params
+
+    def create(self, version: str) -> None:
+        self.kube.create_rollout(
+            self.ns, rollout_body(self.name, version, self.strategy, self.app, **self.params)
+        )
+
+    def set_version(self, version: str) -> None:
+        self.kube.set_rollout_version(self.ns, self.name, version)
+
+    def undo(self, version: str) -> None:
+        self.set_version(version)
+
+    def status(self) -> Json:
+        obj = self.kube.rollout(self.ns, self.name)
+        st: Json = obj.get("status") or {}
+        st["_generation"] = obj["metadata"].get("generation")
+        return st
+
+    def complete(self) -> bool:
+        st = self.status()
+        return (
+            st.get("phase") == "Healthy"
+            and st.get("observedGeneration") == st["_generation"]
+            and st.get("stableRevision") is not None
+            and st.get("stableRevision") == st.get("updateRevision")
+        )
+
+    def pod_selector(self) -> str:
+        return f"{LABEL_ROLLOUT}={self.name}"
+
+    def promote(self) -> str:
+        return self.kube.command(self.ns, self.name, "promote")
+
+    def wait_phase(self, phase: str, timeout: float = 90, step: int | None = None) -> Json:
+        def check() -> Json | None:
+            st = self.status()
+            if st.get("phase") != phase or st.get("observedGeneration") != st["_generation"]:
+                return None
+            if step is not None and st.get("currentStepIndex") != step:
+                return None
+            return st
+
+        return wait_for(
+            f"{self.ns}/{self.name} to be {phase}"
+            + (f" at step {step}" if step is not None else "")
+            + f" ({self.progress()})",
+            check,
+            timeout=timeout,
+            interval=0.1,
+        )
+
+    def progress(self) -> str:
+        try:
+            st = self.status()
+        except ApiException as exc:
+            return f"unreadable: {exc.reason}"
+        step = st.get("currentStepIndex")
+        return (
+            f"phase={st.get('phase')} step={'-' if step is None else step} weight={st.get('canaryWeight')} "
+            f"ready={st.get('readyReplicas')}/{st.get('replicas')} updated={st.get('updatedReplicas')} "
+            f"message={st.get('message')!r}"
+        )
+
+    def revisions(self) -> dict[str, int]:
+        """Revision hash -> pods that exist."""
+        out: dict[str, int] = {}
+        for p in self.kube.pods(self.ns, self.pod_selector()):
+            rev = p["metadata"].get("labels", {}).get(LABEL_REVISION, "?")
+            out[rev] = out.get(rev, 0) + 1
+        return out
+
+
+class DeploymentTarget(Target):
+    label = "Deployment"
+
+    def __init__(
+        self, kube: Kube, ns: str, name: str, app: App, *, readiness: bool, pre_stop: int | None
+    ) -> None:
+        super().__init__(kube, ns, name, app)
+        self.readiness = readiness
+        self.pre_stop = pre_stop
+
+    def create(self, version: str) -> None:
+        self.kube.create(
+            self.ns,
+            deployment_body(self.name, version, self.app, readiness=self.readiness, pre_stop=self.pre_stop),
+        )
+        self.kube.create(self.ns, service_body(self.name))
+
+    def set_version(self, version: str) -> None:
+        self.kube.set_deployment_version(self.ns, self.name, version)
+
+    def undo(self, version: str) -> None:
+        self.kube.kubectl("-n", self.ns, "rollout", "undo", f"deployment/{self.name}")
+
+    def _deployment(self) -> Json:
+        resp = self.kube.apps.read_namespaced_deployment(self.name, self.ns, _preload_content=False)
+        dep: Json = json.loads(resp.data)
+        return dep
+
+    def complete(self) -> bool:
+        """What ``kubectl rollout status`` waits for."""
+        d = self._deployment()
+        st, want = d.get("status") or {}, d["spec"]["replicas"]
+        return (
+            st.get("observedGeneration", 0) >= d["metadata"]["generation"]
+            and st.get("updatedReplicas", 0) == want
+            and st.get("replicas", 0) == want
+            and st.get("availableReplicas", 0) == want
+        )
+
+    def progress(self) -> str:
+        st = self._deployment().get("status") or {}
+        return (
+            f"updated={st.get('updatedReplicas', 0)} ready={st.get('readyReplicas', 0)} "
+            f"available={st.get('availableReplicas', 0)} replicas={st.get('replicas', 0)}"
+        )
+
+
+# ---------------------------------------------------------------------------------------------
+# The operator as a process
+# ---------------------------------------------------------------------------------------------
+class OperatorProcess:
+    """``kopf run --standalone`` of zdr.handlers as a child process, its output appended to ``log``."""
+
+    def __init__(self, log: Path, kubeconfig: Path = KUBECONFIG, namespaces: Sequence[str] = ()) -> None:
+        self.log = log
+        self.kubeconfig = kubeconfig
+        self.namespaces = list(namespaces)
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.log.parent.mkdir(parents=True, exist_ok=True)
+        scope = [f"--namespace={n}" for n in self.namespaces] or ["--all-namespaces"]
+        env = {
+            **os.environ,
+            "KUBECONFIG": str(self.kubeconfig),
+            "ZDR_LOG_FORMAT": "json",
+            "ZDR_METRICS_ADDR": "off",
+        }
+        with self.log.open("ab") as out:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "kopf", "run", "--standalone", *scope, "-m", "zdr.handlers"],
+                cwd=ROOT,
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+        time.sleep(0.5)
+        if self.proc.poll() is not None:
+            raise RuntimeError(f"the operator exited at once ({self.proc.returncode}); see {self.log}")
+
+    def stop(self) -> None:
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=10)
+        self.proc = None
+
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def __enter__(self) -> OperatorProcess:
+        self.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.stop()
+
+
+def other_operators() -> list[str]:
+    """Command lines of zdr operators not started by this process (they would act on our rollouts too)."""
+    mine = os.getpid()
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        with contextlib.suppress(OSError):
+            cmd = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            status = (entry / "stat").read_text().split()
+            if "kopf" in cmd and "zdr.handlers" in cmd and int(status[3]) != mine:
+                found.append(f"{entry.name}: {cmd.strip()}")
+    return found
+
+
+# ---------------------------------------------------------------------------------------------
+# Watching the namespace: gates and writes
+# ---------------------------------------------------------------------------------------------
+@dataclass
+class Observation:
+    t: float
+    kind: str
+    """gate | write"""
+    what: str
+
+
+@dataclass
+class EventRecorder:
+    """Watches EndpointSlices, Deployments and Services of ``ns`` in background threads.
+
+    A *gate* is an EndpointSlice event after which more pods of ``revision_prefix`` are listed as
+    ready endpoints than before. A *write* is a Deployment created, deleted or rescaled, or a
+    Service whose selector changed. Times are seconds after ``epoch`` (``time.monotonic()``).
+    """
+
+    kube: Kube
+    ns: str
+    epoch: float
+    rollout: str
+    observations: list[Observation] = field(default_factory=list)
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _threads: list[threading.Thread] = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _ready: dict[str, set[str]] = field(default_factory=dict)
+    _replicas: dict[str, int] = field(default_factory=dict)
+    _selectors: dict[str, str] = field(default_factory=dict)
+    _primed: threading.Event = field(default_factory=threading.Event)
+
+    def now(self) -> float:
+        return time.monotonic() - self.epoch
+
+    def start(self) -> None:
+        kinds: list[tuple[str, Callable[..., Any], Callable[[str, Json], None]]] = [
+            (
+                "endpointslices",
+                lambda api: client.DiscoveryV1Api(api).list_namespaced_endpoint_slice,
+                self._slice,
+            ),
+            ("deployments", lambda api: client.AppsV1Api(api).list_namespaced_deployment, self._deployment),
+            ("services", lambda api: client.CoreV1Api(api).list_namespaced_service, self._service),
+        ]
+        for name, lister, handler in kinds:
+            t = threading.Thread(target=self._run, args=(lister, handler), name=f"watch-{name}", daemon=True)
+            t.start()
+            self._threads.append(t)
+
+    def stop(self) -> None:
+        self._stop.set()
+        for t in self._threads:
+            t.join(timeout=10)
+
+    def wait_primed(self, timeout: float = 10) -> None:
+        self._primed.wait(timeout)
+
+    def _run(
+        self, lister: Callable[[client.ApiClient], Callable[..., Any]], handler: Callable[[str, Json], None]
+    ) -> None:
+        api = self.kube.new_api()
+        list_fn = lister(api)
+        version: str | None = None
+        deadline = time.monotonic() + 3600
+        while not self._stop.is_set() and time.monotonic() < deadline:
+            try:
+                if version is None:
+                    listed = json.loads(list_fn(self.ns, _preload_content=False).data)
+                    for obj in listed.get("items") or []:
+                        handler("INITIAL", obj)
+                    version = listed["metadata"]["resourceVersion"]
+                    self._primed.set()
+                w = watch.Watch()
+                try:
+                    for ev in w.stream(
+                        list_fn, self.ns, resource_version=version, timeout_seconds=2, _request_timeout=10
+                    ):
+                        obj = api.sanitize_for_serialization(ev["object"])
+                        if ev["type"] == "ERROR":
+                            version = None
+                            break
+                        version = obj.get("metadata", {}).get("resourceVersion") or version
+                        handler(ev["type"], obj)
+                        if self._stop.is_set():
+                            break
+                finally:
+                    w.stop()
+            except ApiException as exc:
+                if exc.status == 410:
+                    version = None
+                else:
+                    time.sleep(0.5)
+            except Exception:
+                time.sleep(0.5)
+
+    def _note(self, kind: str, what: str) -> None:
+        with self._lock:
+            self.observations.append(Observation(round(self.now(), 4), kind, what))
+
+    def _slice(self, type_: str, obj: Json) -> None:
+        name = obj["metadata"]["name"]
+        ready = set()
+        if type_ != "DELETED":
+            for ep in obj.get("endpoints") or []:
+                ref = ep.get("targetRef") or {}
+                if (ep.get("conditions") or {}).get("ready") and ref.get("name"):
+                    ready.add(ref["name"])
+        with self._lock:
+            before = set().union(*self._ready.values()) if self._ready else set()
+            self._ready[name] = ready
+            after = set().union(*self._ready.values())
+        grown = after - before
+        if grown and type_ != "INITIAL":
+            self._note("gate", "ready endpoints + " + ",".join(sorted(grown)))
+
+    def _deployment(self, type_: str, obj: Json) -> None:
+        name = obj["metadata"]["name"]
+        replicas = int((obj.get("spec") or {}).get("replicas") or 0)
+        with self._lock:
+            before = self._replicas.get(name)
+            self._replicas[name] = replicas
+        if type_ == "DELETED":
+            self._note("write", f"delete deployment {name}")
+        elif before is None:
+            if type_ == "ADDED":
+                self._note("write", f"create deployment {name} replicas={replicas}")
+        elif before != replicas:
+            self._note("write", f"scale deployment {name} {before}->{replicas}")
+
+    def _service(self, type_: str, obj: Json) -> None:
+        name = obj["metadata"]["name"]
+        selector = json.dumps((obj.get("spec") or {}).get("selector") or {}, sort_keys=True)
+        with self._lock:
+            before = self._selectors.get(name)
+            self._selectors[name] = selector
+        if before is not None and before != selector:
+            self._note("write", f"switch service {name} -> {selector}")
+
+    def reactions(self, since: float = 0.0, until: float = float("inf")) -> list[tuple[float, str, str]]:
+        """(seconds, gate, write) for every write that is the first one after the latest gate before it."""
+        with self._lock:
+            obs = sorted((o for o in self.observations if since <= o.t <= until), key=lambda o: o.t)
+        out = []
+        last_gate: Observation | None = None
+        for o in obs:
+            if o.kind == "gate":
+                last_gate = o
+            elif last_gate is not None:
+                out.append((round(o.t - last_gate.t, 4), last_gate.what, o.what))
+                last_gate = None
+        return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading traffic records against a rollout
+# ---------------------------------------------------------------------------------------------
+def versions_after(records: Sequence[Record], t: float) -> dict[str, int]:
+    """Responses per version (errors as ``error:<kind>``) for HTTP requests sent at or after ``t``."""
+    out: dict[str, int] = {}
+    for r in records:
+        if r.get("kind") == "http" and float(r["t_send"]) >= t:
+            key = f"error:{r['error']}" if r.get("error") else str(r.get("version"))
+            out[key] = out.get(key, 0) + 1
+    return out
+
+
+def last_other(
+    records: Sequence[Record], version: str, since: float, mode: str | None = None
+) -> float | None:
+    """Send time of the last HTTP request after ``since`` not answered by ``version`` (None if none)."""
+    times = [
+        float(r["t_send"])
+        for r in records
+        if r.get("kind") == "http"
+        and float(r["t_send"]) >= since
+        and (mode is None or r["mode"] == mode)
+        and (r.get("error") or r.get("version") != version)
+    ]
+    return max(times) if times else None
+
+
+def describe_failures(records: Sequence[Record], limit: int = 15) -> str:
+    """A readable list of failed requests and abnormal WebSocket ends."""
+    bad = [
+        r
+        for r in records
+        if (r.get("kind") == "http" and r.get("error")) or (r.get("kind") == "ws" and r.get("abnormal"))
+    ]
+    lines = []
+    for r in sorted(bad, key=lambda r: float(r.get("t_send", r.get("t", 0.0))))[:limit]:
+        if r["kind"] == "http":
+            lines.append(
+                f"  t={r['t_send']:.3f}s {r['mode']} {r['error']} latency={r['latency_ms']}ms "
+                f"{r.get('detail', '')}"
+            )
+        else:
+            lines.append(
+                f"  ws client {r['client']} conn {r['conn']} opened t={r['t_open']:.3f}s ended "
+                f"t={r['t']:.3f}s {r['end_kind']} code={r['code']} pod={r.get('pod')} "
+                f"{r.get('detail', '')}"
+            )
+    more = f"\n  ... and {len(bad) - limit} more" if len(bad) > limit else ""
+    return "\n".join(lines) + more
+
+
+def operator_log_tail(log: Path, since_bytes: int = 0, lines: int = 60) -> str:
+    if not log.exists():
+        return "(no operator log)"
+    with log.open("rb") as f:
+        f.seek(since_bytes)
+        text = f.read().decode(errors="replace")
+    return "\n".join(text.splitlines()[-lines:])
+
+
+def summarize_events(observations: Sequence[Observation], since: float, until: float) -> str:
+    return "\n".join(f"  t={o.t:.3f}s {o.kind}: {o.what}" for o in observations if since <= o.t <= until)
+
+
+def print_flush(*parts: object) -> None:
+    print(*parts, flush=True)
+
+
+def annotations(mapping: Mapping[str, float | None]) -> dict[str, float]:
+    return {k: v for k, v in mapping.items() if v is not None}
