@@ -7,6 +7,7 @@ fails the tests with the failing component's log tail, never skips them.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -21,6 +22,10 @@ from tests.e2e import kube
 
 ROOT = Path(__file__).resolve().parents[2]
 KUBECONFIG = ROOT / ".cluster" / "kubeconfig"
+# Every namespace of this test session ends with this token, and the session's operator
+# watches only those: test sessions (and a bench) can share one cluster.
+SESSION = uuid.uuid4().hex[:4]
+NAMESPACES = f"*-{SESSION}"
 
 
 @pytest.fixture(scope="session")
@@ -61,8 +66,8 @@ def apps(api: client.ApiClient) -> client.AppsV1Api:
 @pytest.fixture
 def namespace(core: client.CoreV1Api, request: pytest.FixtureRequest) -> Iterator[str]:
     """A fresh namespace per test, deleted afterwards (its pods drain in the background)."""
-    base = request.node.name.lower().replace("_", "-")[:40].strip("-")
-    name = f"{base}-{uuid.uuid4().hex[:5]}"
+    base = re.sub(r"[^a-z0-9-]+", "-", request.node.name.lower().replace("_", "-"))[:40].strip("-")
+    name = f"{base}-{uuid.uuid4().hex[:5]}-{SESSION}"
     core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
     kube.wait_for_default_service_account(core, name)
     yield name
@@ -72,9 +77,10 @@ def namespace(core: client.CoreV1Api, request: pytest.FixtureRequest) -> Iterato
 class OperatorProcess:
     """The zdr operator as a real process (`kopf run`), as `make run` starts it."""
 
-    def __init__(self, kubeconfig: Path, log_path: Path) -> None:
+    def __init__(self, kubeconfig: Path, log_path: Path, namespaces: str = NAMESPACES) -> None:
         self.kubeconfig = kubeconfig
         self.log_path = log_path
+        self.namespaces = namespaces
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
@@ -86,7 +92,7 @@ class OperatorProcess:
         }
         log = open(self.log_path, "ab")  # noqa: SIM115 - the child owns it
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "kopf", "run", "--standalone", "--all-namespaces", "-m", "zdr.handlers"],
+            [sys.executable, "-m", "kopf", "run", "--standalone", f"--namespace={self.namespaces}", "-m", "zdr.handlers"],
             cwd=ROOT,
             env=env,
             stdout=log,
