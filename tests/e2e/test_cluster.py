@@ -119,6 +119,19 @@ def test_prestop_sleep_runs_before_sigterm_and_the_app_drains(
     assert any("exit" in line.lower() for line in after), f"no clean exit after the drain: {after}"
 
 
+def _run_kubectl_pod(core: client.CoreV1Api, namespace: str, name: str, *args: str) -> str:
+    """Runs kubectl in a pod with the namespace's default ServiceAccount; returns its final phase."""
+    container = {"name": "kubectl", "image": kube.KUBECTL_IMAGE, "imagePullPolicy": "Never", "args": list(args)}
+    core.create_namespaced_pod(
+        namespace, {"metadata": {"name": name}, "spec": {"restartPolicy": "Never", "containers": [container]}}
+    )
+    phase: str = kube.wait_until(
+        f"pod {name} to finish",
+        lambda: (p := core.read_namespaced_pod(name, namespace).status.phase) in ("Succeeded", "Failed") and p,
+    )
+    return phase
+
+
 def test_service_account_token_reads_own_namespace(
     api: client.ApiClient, core: client.CoreV1Api, namespace: str
 ) -> None:
@@ -138,54 +151,10 @@ def test_service_account_token_reads_own_namespace(
             "subjects": [{"kind": "ServiceAccount", "name": "default", "namespace": namespace}],
         },
     )
-    core.create_namespaced_pod(
-        namespace,
-        {
-            "metadata": {"name": "reader"},
-            "spec": {
-                "restartPolicy": "Never",
-                "containers": [
-                    {
-                        "name": "kubectl",
-                        "image": kube.KUBECTL_IMAGE,
-                        "imagePullPolicy": "Never",
-                        "args": ["get", "pods", "-o", "name"],
-                    }
-                ],
-            },
-        },
-    )
-    phase = kube.wait_until(
-        "the reader pod to finish",
-        lambda: (
-            (p := core.read_namespaced_pod("reader", namespace).status.phase) in ("Succeeded", "Failed") and p
-        ),
-    )
-    log = core.read_namespaced_pod_log("reader", namespace)
-    assert phase == "Succeeded", log
-    assert "pod/reader" in log
+    assert _run_kubectl_pod(core, namespace, "reader", "get", "pods", "-o", "name") == "Succeeded"
+    assert "pod/reader" in core.read_namespaced_pod_log("reader", namespace)
     # The same token is refused outside its namespace.
-    core.create_namespaced_pod(
-        namespace,
-        {
-            "metadata": {"name": "intruder"},
-            "spec": {
-                "restartPolicy": "Never",
-                "containers": [
-                    {
-                        "name": "kubectl",
-                        "image": kube.KUBECTL_IMAGE,
-                        "imagePullPolicy": "Never",
-                        "args": ["get", "pods", "-n", "kube-system"],
-                    }
-                ],
-            },
-        },
-    )
-    kube.wait_until(
-        "the intruder pod to fail",
-        lambda: core.read_namespaced_pod("intruder", namespace).status.phase == "Failed",
-    )
+    assert _run_kubectl_pod(core, namespace, "intruder", "get", "pods", "-n", "kube-system") == "Failed"
     assert "forbidden" in core.read_namespaced_pod_log("intruder", namespace).lower()
 
 
