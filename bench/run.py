@@ -164,7 +164,7 @@ def run_scenario(kube: Kube, scenario: str, cfg: Config, out_dir: Path) -> tuple
                 marks = result.marks
                 marks["change"] = traffic.now()
                 target.set_version("v2")
-                marks["complete"] = target.wait_complete("v2", timeout=cfg.rollout_timeout) - traffic.epoch
+                marks["complete"] = target.wait_reported(timeout=cfg.rollout_timeout) - traffic.epoch
                 say(f"{scenario}: v2 complete after {marks['complete'] - marks['change']:.1f}s")
                 time.sleep(max(0.0, marks["complete"] + cfg.hold_seconds - traffic.now()))
                 marks["undo"] = traffic.now()
@@ -341,7 +341,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     raw = out / "raw"
     kube = Kube()
     kube.ensure_crd()
-    others = other_operators()
+    others = other_operators(NS_PREFIX + scenarios[0])
     if others:
         say(
             "warning: other zdr operators are running and will act on the bench's rollouts too:\n  "

@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import contextlib
+import fnmatch
 import http.client
 import json
 import os
@@ -404,6 +405,16 @@ class Target:
     def progress(self) -> str:
         raise NotImplementedError
 
+    def wait_reported(self, timeout: float = 120) -> float:
+        """Waits until the controller reports the rollout complete; returns that monotonic time."""
+        wait_for(
+            f"{self.label} {self.ns}/{self.name} to report completion ({self.progress()})",
+            self.complete,
+            timeout=timeout,
+            interval=0.1,
+        )
+        return time.monotonic()
+
     def wait_complete(self, version: str, timeout: float = 120) -> float:
         """Waits until the rollout is complete and only ``version`` pods remain; returns the monotonic time
         at which the controller first reported completion."""
@@ -605,18 +616,28 @@ class OperatorProcess:
         self.stop()
 
 
-def other_operators() -> list[str]:
-    """Command lines of zdr operators not started by this process (they would act on our rollouts too)."""
+def other_operators(namespace: str) -> list[str]:
+    """Command lines of zdr operators not started by this process that watch ``namespace`` too."""
     mine = os.getpid()
     found = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
-        with contextlib.suppress(OSError):
-            cmd = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-            status = (entry / "stat").read_text().split()
-            if "kopf" in cmd and "zdr.handlers" in cmd and int(status[3]) != mine:
-                found.append(f"{entry.name}: {cmd.strip()}")
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            argv = (entry / "cmdline").read_bytes().decode(errors="replace").split("\0")
+            parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            if parent == mine or not any(a.endswith("kopf") or a == "kopf" for a in argv):
+                continue
+            if "zdr.handlers" not in argv:
+                continue
+            patterns = [a.split("=", 1)[1] for a in argv if a.startswith("--namespace=")]
+            patterns += [argv[i + 1] for i, a in enumerate(argv[:-1]) if a in ("--namespace", "-n")]
+            if (
+                "--all-namespaces" in argv
+                or "-A" in argv
+                or any(fnmatch.fnmatch(namespace, p) for p in patterns)
+            ):
+                found.append(f"{entry.name}: {' '.join(a for a in argv if a)}")
     return found
 
 
