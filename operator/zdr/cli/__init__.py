@@ -712,8 +712,7 @@ def print_simulation(console: Console, sim: Simulation) -> None:
 
 
 def capacity_summary(sim: Simulation) -> str:
-    allowed = f" (the strategy allows {sim.ceiling})" if sim.ceiling is not None else ""
-    peak = f"at most {sim.peak_pods} pods at once{allowed}"
+    peak = f"at most {sim.peak_pods} pods at once"
     if not sim.rows or sim.rows[0].serving == 0:
         return f"first deployment: nothing serves before it; {peak}"
     return f"serving never below {sim.lowest_serving} pods (the strategy keeps at least {sim.floor}); {peak}"
@@ -728,7 +727,6 @@ def simulation_json(sim: Simulation) -> dict[str, Any]:
         "outcome": sim.outcome,
         "healthy": sim.healthy,
         "floor": sim.floor,
-        "ceiling": sim.ceiling,
         "steps": [
             {
                 "step": r.step,

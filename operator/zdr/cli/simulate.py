@@ -69,8 +69,6 @@ class Simulation:
     healthy: bool = False
     floor: int = 0
     """Serving pods the strategy promises to keep (the Available minimum)."""
-    ceiling: int | None = None
-    """Pods the strategy allows at most (None: no fixed ceiling)."""
 
     @property
     def lowest_serving(self) -> int:
@@ -196,21 +194,26 @@ class _Model:
 # ---------------------------------------------------------------------------------------------
 # Simulation
 # ---------------------------------------------------------------------------------------------
-def capacity_bounds(spec: ZeroDowntimeRolloutSpec) -> tuple[int, int | None]:
-    """The serving floor and the pod ceiling the strategy promises."""
+def serving_floor(spec: ZeroDowntimeRolloutSpec) -> int:
+    """Serving pods the strategy keeps while it replaces pods (the Available minimum)."""
     replicas = spec.replicas
-    strategy = spec.strategy
-    if strategy.type == "RollingUpdate":
-        params = strategy.effective_rolling_update
+    if spec.strategy.type == "RollingUpdate":
+        params = spec.strategy.effective_rolling_update
         surge = max_surge(params.max_surge, replicas)
         unavailable = max_unavailable(params.max_unavailable, replicas)
         if surge == 0 and unavailable == 0:
-            surge = 1
-        return replicas - unavailable, replicas + surge
+            return replicas
+        return replicas - unavailable
+    return replicas
+
+
+def _strategy_block(spec: ZeroDowntimeRolloutSpec) -> Any:
+    strategy = spec.strategy
+    if strategy.type == "BlueGreen":
+        return strategy.effective_blue_green
     if strategy.type == "Canary":
-        surge = max_surge(strategy.effective_canary.max_surge, replicas)
-        return replicas, replicas + max(surge, 1 if replicas > 0 else 0)
-    return replicas, 2 * replicas
+        return strategy.effective_canary
+    return strategy.effective_rolling_update
 
 
 def simulate(
@@ -225,8 +228,7 @@ def simulate(
     """Run the planner from ``(status, observed)`` until the rollout is Healthy and settled."""
     now = (now or datetime.now(UTC)).replace(microsecond=0)
     current = status if isinstance(status, ZeroDowntimeRolloutStatus) else parse_status(status)
-    floor, ceiling = capacity_bounds(spec)
-    sim = Simulation(name=name, spec=spec, start=start, floor=floor, ceiling=ceiling)
+    sim = Simulation(name=name, spec=spec, start=start, floor=serving_floor(spec))
     update = revision_hash(spec)
     model = _Model.from_observed(observed, now)
     numbers = {r.name: r.revision for r in current.revisions}
@@ -428,11 +430,7 @@ def _wait_text(
     if reason == "CanaryPauseStep":
         return _step_name(status, steps) or f"pause {_seconds_text(seconds)}"
     if status.phase == "Healthy":
-        delay = (
-            strategy.effective_blue_green.scale_down_delay_seconds
-            if strategy.type == "BlueGreen"
-            else strategy.effective_canary.scale_down_delay_seconds
-        )
+        delay = getattr(_strategy_block(spec), "scale_down_delay_seconds", None) or seconds
         warm = [r.name for r in status.revisions if r.retired_at is not None]
         which = label(warm[-1]) if warm else "the previous revision"
         return f"wait {_seconds_text(delay)}: scaleDownDelaySeconds keeps {which} warm for rollback"
