@@ -84,6 +84,7 @@ from zdr.cli.commands import (
 from zdr.cli.progress import parse_timeout, wait_until_healthy
 from zdr.cli.simulate import Simulation, assumed_previous, first_deployment, simulate
 from zdr.cli.tree import fetch, render
+from zdr.observe import observe
 from zdr.revision import readiness_problems
 
 __all__ = ["app", "main"]
@@ -93,7 +94,6 @@ R = TypeVar("R")
 
 app = typer.Typer(
     name="kubectl zdr",
-    help="Zero-downtime rollouts: inspect, plan and control ZeroDowntimeRollouts (zdr.io/v1alpha1).",
     add_completion=False,
     no_args_is_help=True,
     pretty_exceptions_show_locals=False,
@@ -649,8 +649,6 @@ def _plan_one(doc: dict[str, Any], filename: str, options: KubeOptions, offline:
             start=f"first deployment: not in the cluster yet ({where_in})",
             now=now,
         )
-    from zdr.observe import observe  # imported here: only this path reads children
-
     try:
         with api_errors(conn, name=name):
             observed, _ = observe(conn.api, obj, spec)
