@@ -55,6 +55,8 @@ SHORT_NAMES = ("zdr", "rollout", "rollouts")
 
 COMMAND_ANNOTATION = "zdr.io/command"
 """Annotation on the rollout through which the kubectl plugin requests a command (JSON of ``Command``)."""
+RESTARTED_AT_ANNOTATION = "zdr.io/restartedAt"
+"""Pod template annotation of a revision's Deployment set by ``restart``: its pods are replaced one by one."""
 
 # Label keys the operator owns; users may not set them in the template or the selector.
 LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
@@ -81,6 +83,16 @@ DEFAULT_CANARY_MAX_SURGE = "25%"
 DEFAULT_AUTO_PROMOTION = True
 DEFAULT_AUTO_PROMOTION_SECONDS = 0
 DEFAULT_SCALE_DOWN_DELAY_SECONDS = 30
+"""The warm window: the previous revision stays at full size, out of traffic, this long after a rollout."""
+DEFAULT_MAX_RESTARTS = 3
+DEFAULT_ABORT_ON_CRASH_LOOP = True
+DEFAULT_CHECK_INTERVAL = "10s"
+DEFAULT_CHECK_FAILURE_LIMIT = 0
+DEFAULT_CHECK_COUNT = 1
+DEFAULT_HTTP_PATH = "/"
+DEFAULT_HTTP_TIMEOUT_SECONDS = 2
+DEFAULT_PROMETHEUS_TIMEOUT_SECONDS = 5
+MAX_CHECKS = 16
 DEFAULT_SERVICE_TYPE: Final = "ClusterIP"
 DEFAULT_SESSION_AFFINITY: Final = "None"
 DEFAULT_PROTOCOL: Final = "TCP"
@@ -111,6 +123,7 @@ _DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 _DNS1035 = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
 _DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _IANA_SVC_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+_HTTP_URL = re.compile(r"^https?://[^\s/]+(/\S*)?$")
 
 INT_OR_STRING_MAX_LENGTH = 16
 """Longest string accepted where an int-or-string is (bounds the cost of the CRD's CEL rules)."""
@@ -364,6 +377,15 @@ class RollingUpdateStrategy(_Model):
             "0 keeps full serving capacity."
         ),
     )
+    scale_down_delay_seconds: StrictInt = Field(
+        default=DEFAULT_SCALE_DOWN_DELAY_SECONDS,
+        description=(
+            "Seconds the previous revision is kept warm after the update: back at full size, out of traffic "
+            "(the Service selects the new revision alone meanwhile), so undo moves traffic back without "
+            "waiting for pods. Costs a second set of pods for that long; 0 turns the warm standby off."
+        ),
+        ge=0,
+    )
 
 
 class BlueGreenStrategy(_Model):
@@ -388,8 +410,175 @@ class BlueGreenStrategy(_Model):
     )
     scale_down_delay_seconds: StrictInt = Field(
         default=DEFAULT_SCALE_DOWN_DELAY_SECONDS,
-        description="Seconds the previous revision stays at full size after the switch (warm for rollback).",
+        description=(
+            "Seconds the previous revision stays at full size after the switch, warm for a rollback that "
+            "needs no new pods; 0 scales it down at once."
+        ),
         ge=0,
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Analysis: health gates and measurements that abort a rollout
+# ---------------------------------------------------------------------------------------------
+class ValueRange(_Model):
+    """Bounds a measured number must lie within (both inclusive); at least one is set."""
+
+    min: float | None = Field(default=None, description="Lowest passing value.")
+    max: float | None = Field(default=None, description="Highest passing value.")
+
+    def contains(self, value: float) -> bool:
+        return (self.min is None or value >= self.min) and (self.max is None or value <= self.max)
+
+    def __str__(self) -> str:
+        if self.min is not None and self.max is not None:
+            return f"[{self.min:g}, {self.max:g}]"
+        if self.min is not None:
+            return f">= {self.min:g}"
+        return f"<= {self.max:g}"
+
+
+HttpTarget = Literal["Pods", "Service"]
+
+
+class HttpCheck(_Model):
+    """An HTTP GET; it passes on an expected status code and, with jsonPath, a number in the JSON body
+    within range.
+
+    Target Pods (the default) sends the GET to every ready pod of the revision under test by pod IP
+    (one failing pod fails the measurement); Service sends it to the Service that selects that
+    revision alone (Canary: <service>-canary, BlueGreen: the preview Service) by its ClusterIP;
+    url sends it to any address instead.
+    """
+
+    url: str | None = Field(
+        default=None,
+        description="Absolute http:// or https:// URL to GET instead of a target.",
+        max_length=2048,
+    )
+    target: HttpTarget | None = Field(
+        default=None, description="Pods (default) or Service: what the GET reaches when url is absent."
+    )
+    path: str = Field(default=DEFAULT_HTTP_PATH, description="Path (and query) of the GET.", max_length=1024)
+    port: PortRef | None = Field(
+        default=None,
+        description=(
+            "Pods: container port number or name (default: the first container port). Service: Service "
+            "port number or name (default: the first port)."
+        ),
+    )
+    timeout_seconds: StrictInt = Field(
+        default=DEFAULT_HTTP_TIMEOUT_SECONDS, description="Seconds to wait for each answer.", ge=1, le=30
+    )
+    status_codes: list[StrictInt] | None = Field(
+        default=None, description="Status codes that pass. Default: any 2xx.", max_length=16
+    )
+    json_path: str | None = Field(
+        default=None,
+        description="Dotted path to a number in the JSON body, e.g. stats.errorRate or items.0.value.",
+        max_length=256,
+    )
+    range: ValueRange | None = Field(
+        default=None, description="With jsonPath: the bounds the number must lie within."
+    )
+
+
+class PrometheusCheck(_Model):
+    """A Prometheus instant query; it passes when every returned sample lies within range.
+
+    An empty result (or NaN) is no data: it neither passes nor fails.
+    """
+
+    address: str = Field(
+        description="Base URL of the Prometheus HTTP API, e.g. http://prometheus.monitoring:9090.",
+        max_length=2048,
+    )
+    query: str = Field(
+        description=(
+            "PromQL. {{revision}}, {{rollout}} and {{namespace}} are replaced by the revision under test, "
+            "the rollout's name and namespace."
+        ),
+        min_length=1,
+        max_length=4096,
+    )
+    range: ValueRange = Field(description="The bounds every sample must lie within.")
+    timeout_seconds: StrictInt = Field(
+        default=DEFAULT_PROMETHEUS_TIMEOUT_SECONDS, description="Seconds to wait for the answer.", ge=1, le=60
+    )
+
+
+class AnalysisCheck(_Model):
+    """One measurement taken every interval; more than failureLimit failures abort the rollout.
+
+    A measurement that cannot be taken (no answer, unreadable result) fails: a check that cannot
+    tell is not a pass. Results are kept in status.analysis.
+    """
+
+    name: str = Field(description="Name of the check, unique in its list.", min_length=1, max_length=63)
+    interval: Duration = Field(
+        default=DEFAULT_CHECK_INTERVAL, description="Time between measurements (at least 1s)."
+    )
+    initial_delay: Duration | None = Field(
+        default=None, description="Wait this long after the check starts before the first measurement."
+    )
+    failure_limit: StrictInt = Field(
+        default=DEFAULT_CHECK_FAILURE_LIMIT,
+        description="Failed measurements tolerated; one more aborts the rollout.",
+        ge=0,
+    )
+    count: StrictInt = Field(
+        default=DEFAULT_CHECK_COUNT,
+        description=(
+            "Analysis steps: the step passes once this many measurements passed. Background checks measure "
+            "for as long as the rollout runs."
+        ),
+        ge=1,
+        le=1000,
+    )
+    http: HttpCheck | None = Field(default=None, description="An HTTP GET (exactly one of http, prometheus).")
+    prometheus: PrometheusCheck | None = Field(
+        default=None, description="A Prometheus query (exactly one of http, prometheus)."
+    )
+
+
+class AnalysisSpec(_Model):
+    """Health gates and checks that abort a running rollout whose new revision misbehaves.
+
+    They apply while a rollout runs (a first deployment has nothing to go back to). An abort sends
+    all traffic back to the stable revision: it is scaled back up first, Services switch only to it
+    once every one of its pods serves, and only then is the new revision scaled to 0.
+    """
+
+    max_restarts: StrictInt | None = Field(
+        default=DEFAULT_MAX_RESTARTS,
+        description="A pod of the new revision whose containers restarted more often than this aborts the rollout.",
+        ge=0,
+    )
+    abort_on_crash_loop: StrictBool = Field(
+        default=DEFAULT_ABORT_ON_CRASH_LOOP,
+        description="A pod of the new revision waiting in CrashLoopBackOff aborts the rollout.",
+    )
+    max_unready_seconds: StrictInt | None = Field(
+        default=None,
+        description=(
+            "A pod of the new revision not ready for this many seconds aborts the rollout. Absent: only "
+            "progressDeadlineSeconds limits the wait."
+        ),
+        ge=1,
+    )
+    checks: list[AnalysisCheck] | None = Field(
+        default=None,
+        description="Checks measured in the background for as long as a rollout runs (every strategy).",
+        max_length=MAX_CHECKS,
+    )
+
+
+class StepAnalysis(_Model):
+    """A canary step that measures the new revision at the current weight; it passes once every check
+    took its count of passing measurements."""
+
+    checks: list[AnalysisCheck] = Field(
+        description="The checks of this step.", min_length=1, max_length=MAX_CHECKS
     )
 
 
@@ -405,7 +594,7 @@ class PauseStep(_Model):
 
 
 class CanaryStep(_Model):
-    """One canary step: exactly one of setWeight or pause."""
+    """One canary step: exactly one of setWeight, pause or analysis."""
 
     set_weight: StrictInt | None = Field(
         default=None,
@@ -414,6 +603,9 @@ class CanaryStep(_Model):
         le=100,
     )
     pause: PauseStep | None = Field(default=None, description="Pause at the current weight.")
+    analysis: StepAnalysis | None = Field(
+        default=None, description="Measure the new revision at the current weight before the next step."
+    )
 
 
 class CanaryStrategy(_Model):
@@ -436,8 +628,9 @@ class CanaryStrategy(_Model):
     scale_down_delay_seconds: StrictInt = Field(
         default=DEFAULT_SCALE_DOWN_DELAY_SECONDS,
         description=(
-            "Seconds the previous revision keeps its last pod after the <service>-stable Service moved "
-            "to the new revision."
+            "Seconds the previous revision is kept warm after promotion: back at full size, out of traffic "
+            "(the Service selects the new revision alone meanwhile), so undo moves traffic back without "
+            "waiting for pods. Costs a second set of pods for that long; 0 turns the warm standby off."
         ),
         ge=0,
     )
@@ -543,7 +736,10 @@ class ZeroDowntimeRolloutSpec(_Model):
     )
     progress_deadline_seconds: StrictInt = Field(
         default=DEFAULT_PROGRESS_DEADLINE_SECONDS,
-        description="Seconds without progress after which the rollout is reported Stalled.",
+        description=(
+            "Seconds without progress after which a running rollout is aborted: all traffic goes back to "
+            "the stable revision (a first deployment is reported Stalled)."
+        ),
         ge=1,
     )
     revision_history_limit: StrictInt = Field(
@@ -563,6 +759,9 @@ class ZeroDowntimeRolloutSpec(_Model):
         ),
     )
     strategy: Strategy = Field(default_factory=Strategy, description="RollingUpdate, BlueGreen or Canary.")
+    analysis: AnalysisSpec = Field(
+        default_factory=AnalysisSpec, description="Health gates and background checks while a rollout runs."
+    )
 
     def to_k8s(self) -> dict[str, Any]:
         return super().to_k8s()
@@ -683,6 +882,64 @@ class CommandRecord(_StatusModel):
     handled_at: Time = Field(description="When it was handled.")
 
 
+class AbortRecord(_StatusModel):
+    """Why a rollout was aborted. The rollout stays aborted for that revision until `kubectl zdr retry`
+    or a new template."""
+
+    revision: str = Field(description="Hash of the aborted revision (the template's at the time).")
+    reason: str = Field(
+        description=(
+            "RolloutAborted (the abort command), ProgressDeadlineExceeded, CrashLoopBackOff, TooManyRestarts, "
+            "ReadinessTimeout or AnalysisFailed."
+        )
+    )
+    message: str = Field(default="", description="What happened.")
+    aborted_at: Time = Field(description="When the abort began.")
+    completed_at: Time | None = Field(
+        default=None,
+        description="When every pod served the stable revision again and the aborted revision had no pods left.",
+    )
+
+
+class RollbackRecord(_StatusModel):
+    """An undo: the cluster serves an earlier revision although spec.template still describes another.
+
+    It holds while spec.template stays the one it was undone from; a new template rolls out as
+    usual (from the revision rolled back to), and `kubectl zdr retry` rolls the template out again.
+    """
+
+    revision: str = Field(description="Hash of the revision rolled back to.")
+    from_revision: str = Field(description="Hash of spec.template's revision when the undo was requested.")
+    requested_at: Time = Field(description="When the undo was handled.")
+    completed_at: Time | None = Field(
+        default=None, description="When every pod served the revision rolled back to."
+    )
+
+
+class RestartRecord(_StatusModel):
+    """A restart of the stable revision's pods (one at a time, a replacement serving before a pod goes)."""
+
+    revision: str = Field(description="Hash of the revision whose pods are replaced.")
+    requested_at: Time = Field(description="When the restart was requested (the restartedAt value).")
+    completed_at: Time | None = Field(default=None, description="When every pod had been replaced.")
+
+
+class AnalysisResult(_StatusModel):
+    """The measurements of one check against one revision."""
+
+    name: str = Field(description="The check's name.")
+    step: int | None = Field(default=None, description="Canary step index of a step analysis; absent: background.")
+    revision: str = Field(description="Hash of the revision measured.")
+    started_at: Time = Field(description="When the check started (initialDelay counts from here).")
+    measurements: int = Field(default=0, description="Measurements taken, including those without data.")
+    successes: int = Field(default=0, description="Measurements that passed.")
+    failures: int = Field(default=0, description="Measurements that failed.")
+    last_value: str | None = Field(default=None, description="The last measured value.")
+    message: str | None = Field(default=None, description="What the last measurement found.")
+    last_measured_at: Time | None = Field(default=None, description="When the last measurement was taken.")
+    last_success_at: Time | None = Field(default=None, description="When a measurement last passed.")
+
+
 class ZeroDowntimeRolloutStatus(_StatusModel):
     """What the operator observed and decided.
 
@@ -731,12 +988,25 @@ class ZeroDowntimeRolloutStatus(_StatusModel):
         default=None, description="Last time the rollout made progress (for progressDeadlineSeconds)."
     )
     last_command: CommandRecord | None = Field(default=None, description="The last command handled.")
+    abort: AbortRecord | None = Field(default=None, description="Set while the rollout is aborted.")
+    rollback: RollbackRecord | None = Field(
+        default=None, description="Set while an undo holds the cluster on an earlier revision than spec.template."
+    )
+    restart: RestartRecord | None = Field(default=None, description="The last restart of the stable revision.")
+    analysis: list[AnalysisResult] = Field(
+        default_factory=list, description="Results of the checks measuring the running rollout."
+    )
 
     def to_patch(self) -> dict[str, Any]:
-        """A JSON merge patch for ``status``: unset top-level fields are sent as null so stale values go
-        away; nested objects carry no nulls (lists are replaced whole by a merge patch)."""
+        """A JSON merge patch for ``status``: unset fields are sent as null so stale values go away, at
+        the top level and in records (lists carry no nulls: a merge patch replaces them whole)."""
         patch: dict[str, Any] = {(info.alias or name): None for name, info in type(self).model_fields.items()}
         patch.update(self.to_k8s())
+        for name, info in type(self).model_fields.items():
+            value = getattr(self, name)
+            if isinstance(value, BaseModel):
+                # A record replaced by another: its unset fields must go too.
+                patch[info.alias or name] = value.model_dump(mode="json", by_alias=True)
         return patch
 
     def condition(self, type_: str) -> Condition | None:
@@ -881,6 +1151,7 @@ def _semantic_problems(spec: ZeroDowntimeRolloutSpec) -> list[str]:
     problems += _selector_problems(spec)
     problems += _service_problems(spec)
     problems += _strategy_problems(spec.strategy)
+    problems += _analysis_problems(spec)
     if spec.progress_deadline_seconds <= spec.min_ready_seconds:
         problems.append(
             "spec.progressDeadlineSeconds: must be greater than spec.minReadySeconds "
@@ -1113,16 +1384,90 @@ def _strategy_problems(strategy: Strategy) -> list[str]:
         for i, step in enumerate(canary.steps or []):
             kinds = [
                 name
-                for name, value in (("setWeight", step.set_weight), ("pause", step.pause))
+                for name, value in (
+                    ("setWeight", step.set_weight),
+                    ("pause", step.pause),
+                    ("analysis", step.analysis),
+                )
                 if value is not None
             ]
             if len(kinds) != 1:
-                got = " and ".join(kinds) if kinds else "neither"
+                got = " and ".join(kinds) if kinds else "none"
                 problems.append(
-                    f"spec.strategy.canary.steps[{i}]: set exactly one of setWeight or pause (got {got}); "
-                    "split it into separate steps"
+                    f"spec.strategy.canary.steps[{i}]: set exactly one of setWeight, pause or analysis "
+                    f"(got {got}); split it into separate steps"
+                )
+            if step.analysis is not None:
+                problems += _checks_problems(
+                    f"spec.strategy.canary.steps[{i}].analysis.checks", step.analysis.checks, strategy.type
                 )
     return problems
+
+
+def _analysis_problems(spec: ZeroDowntimeRolloutSpec) -> list[str]:
+    return _checks_problems("spec.analysis.checks", spec.analysis.checks or [], spec.strategy.type)
+
+
+def _checks_problems(path: str, checks: Sequence[AnalysisCheck], strategy: str) -> list[str]:
+    problems: list[str] = []
+    seen: set[str] = set()
+    for i, check in enumerate(checks):
+        cpath = f"{path}[{i}]"
+        if not _DNS1123_LABEL.match(check.name):
+            problems.append(
+                f"{cpath}.name: must be a DNS label (lowercase letters, digits, '-') (got {check.name!r})"
+            )
+        elif check.name in seen:
+            problems.append(f"{cpath}.name: duplicate check name {check.name!r}; names must be unique")
+        seen.add(check.name)
+        if duration_seconds(check.interval) < 1:
+            problems.append(f"{cpath}.interval: must be at least 1s (got {check.interval!r})")
+        kinds = [name for name, value in (("http", check.http), ("prometheus", check.prometheus)) if value]
+        if len(kinds) != 1:
+            got = " and ".join(kinds) if kinds else "neither"
+            problems.append(f"{cpath}: set exactly one of http or prometheus (got {got})")
+        if check.http is not None:
+            problems += _http_check_problems(f"{cpath}.http", check.http, strategy)
+        if check.prometheus is not None:
+            prom = check.prometheus
+            if not _HTTP_URL.match(prom.address):
+                problems.append(
+                    f"{cpath}.prometheus.address: must be an http:// or https:// URL (got {prom.address!r})"
+                )
+            problems += _range_problems(f"{cpath}.prometheus.range", prom.range)
+    return problems
+
+
+def _http_check_problems(path: str, http: HttpCheck, strategy: str) -> list[str]:
+    problems: list[str] = []
+    if http.url is not None:
+        if http.target is not None:
+            problems.append(f"{path}: set url or target, not both")
+        if not _HTTP_URL.match(http.url):
+            problems.append(f"{path}.url: must be an absolute http:// or https:// URL (got {http.url!r})")
+    elif http.target == "Service" and strategy == "RollingUpdate":
+        problems.append(
+            f"{path}.target: RollingUpdate has no Service that selects the new revision alone; "
+            "use target: Pods"
+        )
+    if not http.path.startswith("/"):
+        problems.append(f"{path}.path: must start with '/' (got {http.path!r})")
+    for code in http.status_codes or []:
+        if not 100 <= code <= 599:
+            problems.append(f"{path}.statusCodes: {code} is not an HTTP status code")
+    if (http.json_path is None) != (http.range is None):
+        problems.append(f"{path}: jsonPath and range go together; set both or neither")
+    if http.range is not None:
+        problems += _range_problems(f"{path}.range", http.range)
+    return problems
+
+
+def _range_problems(path: str, bounds: ValueRange) -> list[str]:
+    if bounds.min is None and bounds.max is None:
+        return [f"{path}: set min, max or both"]
+    if bounds.min is not None and bounds.max is not None and bounds.min > bounds.max:
+        return [f"{path}: min {bounds.min:g} is above max {bounds.max:g}"]
+    return []
 
 
 def _is_zero(value: int | str) -> bool:

@@ -55,9 +55,18 @@ MODEL_RULES: dict[type[BaseModel], list[dict[str, str]]] = {
     ],
     api.CanaryStep: [
         {
-            "rule": "(has(self.setWeight) ? 1 : 0) + (has(self.pause) ? 1 : 0) == 1",
-            "message": "a step sets exactly one of setWeight or pause",
+            "rule": "(has(self.setWeight) ? 1 : 0) + (has(self.pause) ? 1 : 0) + (has(self.analysis) ? 1 : 0) == 1",
+            "message": "a step sets exactly one of setWeight, pause or analysis",
         }
+    ],
+    api.AnalysisCheck: [
+        {
+            "rule": "(has(self.http) ? 1 : 0) + (has(self.prometheus) ? 1 : 0) == 1",
+            "message": "a check sets exactly one of http or prometheus",
+        }
+    ],
+    api.ValueRange: [
+        {"rule": "has(self.min) || has(self.max)", "message": "a range sets min, max or both"},
     ],
     api.RollingUpdateStrategy: [
         {
@@ -76,6 +85,9 @@ FIELD_RULES: dict[tuple[type[BaseModel], str], list[dict[str, str]]] = {
     (api.RollingUpdateStrategy, "maxUnavailable"): [_PERCENT_RULE],
     (api.CanaryStrategy, "maxSurge"): [_PERCENT_RULE],
     (api.PauseStep, "duration"): [_DURATION_RULE],
+    (api.AnalysisCheck, "interval"): [_DURATION_RULE],
+    (api.AnalysisCheck, "initialDelay"): [_DURATION_RULE],
+    (api.HttpCheck, "port"): [_PORT_RULE],
     (api.ServicePort, "targetPort"): [_PORT_RULE],
 }
 FIELD_EXTRAS: dict[tuple[type[BaseModel], str], dict[str, Any]] = {
@@ -202,6 +214,8 @@ def type_schema(annotation: Any) -> dict[str, Any]:
         return {"type": "boolean"}
     if annotation is int:
         return {"type": "integer"}
+    if annotation is float:
+        return {"type": "number"}
     if annotation is str:
         return {"type": "string"}
     if annotation is datetime:

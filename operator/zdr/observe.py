@@ -22,6 +22,7 @@ from zdr.api import (
     LABEL_REVISION,
     LABEL_ROLLOUT,
     LABEL_SERVICE_ROLE,
+    RESTARTED_AT_ANNOTATION,
     Command,
     ServiceRole,
     ZeroDowntimeRolloutSpec,
@@ -40,6 +41,8 @@ class Children:
     deployments: Mapping[str, Json] = field(default_factory=dict)
     """By revision hash."""
     services: Mapping[ServiceRole, Json] = field(default_factory=dict)
+    pods: Mapping[str, list[Json]] = field(default_factory=dict)
+    """By revision hash: pods that are not terminating (the analysis runner reaches them by IP)."""
 
 
 def _list(call: Any, namespace: str, selector: str) -> list[Json]:
@@ -82,16 +85,26 @@ def observe(
 
     pod_revision = {p["metadata"]["name"]: p["metadata"].get("labels", {}).get(LABEL_REVISION) for p in pods}
     restarts: dict[str, int] = {}
+    most_restarts: dict[str, int] = {}
     crash_looping: dict[str, int] = {}
+    unready_since: dict[str, datetime] = {}
+    live_pods: dict[str, list[Json]] = {}
     for p in pods:
         rev = pod_revision[p["metadata"]["name"]]
-        if rev is None:
+        if rev is None or not _owned_pod(p, deployments.get(rev)):
             continue
-        for cs in p.get("status", {}).get("containerStatuses") or []:
-            restarts[rev] = restarts.get(rev, 0) + int(cs.get("restartCount", 0))
-            waiting = (cs.get("state") or {}).get("waiting") or {}
-            if waiting.get("reason") == "CrashLoopBackOff":
-                crash_looping[rev] = crash_looping.get(rev, 0) + 1
+        if p["metadata"].get("deletionTimestamp"):
+            continue
+        live_pods.setdefault(rev, []).append(p)
+        statuses = p.get("status", {}).get("containerStatuses") or []
+        count = sum(int(cs.get("restartCount", 0)) for cs in statuses)
+        restarts[rev] = restarts.get(rev, 0) + count
+        most_restarts[rev] = max(most_restarts.get(rev, 0), count)
+        if any(((cs.get("state") or {}).get("waiting") or {}).get("reason") == "CrashLoopBackOff" for cs in statuses):
+            crash_looping[rev] = crash_looping.get(rev, 0) + 1
+        since = _unready_since(p)
+        if since is not None:
+            unready_since[rev] = min(since, unready_since.get(rev, since))
 
     role_of_service = {s["metadata"]["name"]: role for role, s in services.items()}
     endpoints: dict[str, dict[ServiceRole, int]] = {}
@@ -122,6 +135,11 @@ def observe(
             created_at=_time(d["metadata"].get("creationTimestamp")),
             restarts=restarts.get(rev, 0),
             crash_looping=crash_looping.get(rev, 0),
+            most_restarts=most_restarts.get(rev, 0),
+            unready_since=unready_since.get(rev),
+            restarted_at=((d["spec"].get("template") or {}).get("metadata") or {})
+            .get("annotations", {})
+            .get(RESTARTED_AT_ANNOTATION),
             ready_endpoints=endpoints.get(rev, {}),
         )
 
@@ -149,4 +167,22 @@ def observe(
         command=command,
         command_error=command_error,
     )
-    return observed, Children(deployments=deployments, services=services)
+    return observed, Children(deployments=deployments, services=services, pods=live_pods)
+
+
+def _owned_pod(pod: Mapping[str, Any], deployment: Mapping[str, Any] | None) -> bool:
+    """A pod of a revision's Deployment (not a look-alike with copied labels)."""
+    if deployment is None:
+        return False
+    refs = pod.get("metadata", {}).get("ownerReferences") or []
+    return any(r.get("kind") == "ReplicaSet" and r.get("controller") for r in refs)
+
+
+def _unready_since(pod: Mapping[str, Any]) -> datetime | None:
+    """Since when a pod has not been ready; None when it is ready."""
+    conditions = pod.get("status", {}).get("conditions") or []
+    ready = next((c for c in conditions if c.get("type") == "Ready"), None)
+    if ready is not None and ready.get("status") == "True":
+        return None
+    since = _time((ready or {}).get("lastTransitionTime")) or _time(pod["metadata"].get("creationTimestamp"))
+    return since

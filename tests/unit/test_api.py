@@ -169,7 +169,7 @@ def test_service_names_default_from_rollout_and_service_name() -> None:
         ),
         (
             {"strategy": {"type": "Canary", "canary": {"steps": [{"setWeight": 5, "pause": {}}]}}},
-            "spec.strategy.canary.steps[0]: set exactly one of setWeight or pause (got setWeight and pause)",
+            "spec.strategy.canary.steps[0]: set exactly one of setWeight, pause or analysis (got setWeight and pause)",
         ),
         (
             {"strategy": {"type": "Canary", "canary": {"steps": [{"pause": {"duration": "3 minutes"}}]}}},

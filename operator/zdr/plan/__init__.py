@@ -5,10 +5,16 @@ Reads like the steps it takes:
 1. validate the spec; a refused spec (invalid, or a container without readinessProbe) yields a
    plan that touches nothing, with a Stalled condition and a Warning event;
 2. build the context: the update revision's hash, the revision history (numbers, creation and
-   retirement times), the stable revision, and the command waiting in the annotation;
-3. let the strategy decide sizes, Service targets and its own progress;
-4. delete revisions beyond revisionHistoryLimit, compute the status (counts, phase, kstatus
-   conditions, progress deadline) and the events of every transition.
+   retirement times), the stable revision, the abort, rollback and restart in force, the
+   analysis results measured so far, and the command waiting in the annotation;
+3. gates: while a rollout runs, a crash-looping or restarting new revision, a pod unready for too
+   long or a failed analysis check aborts it;
+4. decide: a revert (abort, undo, or a re-applied template that was stable before) moves all
+   traffic to one revision the same way for every strategy (``revert.py``); otherwise the
+   strategy decides sizes, Service targets and its own progress. A rollout that made no progress
+   for progressDeadlineSeconds is aborted, and that pass reverts instead;
+5. delete revisions beyond revisionHistoryLimit, compute the status (counts, phase, kstatus
+   conditions, analysis, restart) and the events of every transition.
 
 Nothing here reads a clock or the cluster: ``now`` and ``observed`` are inputs, and every piece
 of rollout state that must survive a restart is in the returned status.
@@ -22,21 +28,28 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from zdr.api import (
+    AbortRecord,
+    Command,
     CommandRecord,
     Condition,
     Phase,
+    RestartRecord,
     RevisionRecord,
+    RollbackRecord,
     ServiceRole,
     SpecError,
     ZeroDowntimeRolloutSpec,
     ZeroDowntimeRolloutStatus,
+    format_time,
     parse_spec,
     parse_status,
     selector_string,
 )
+from zdr.plan import checks
 from zdr.plan.bluegreen import plan_blue_green
 from zdr.plan.canary import plan_canary
 from zdr.plan.common import Context, Decision, earliest, main_serving, set_condition
+from zdr.plan.revert import Revert, plan_revert, revert_of
 from zdr.plan.rolling import plan_rolling
 from zdr.plan.types import (
     ALL_REVISIONS,
@@ -94,7 +107,8 @@ def plan(
     if problems:
         return refuse(previous, observed, now, "MissingReadinessProbe", problems)
     ctx = _context(parsed, previous, observed, now)
-    decision = STRATEGIES[parsed.strategy.type](ctx)
+    _gates(ctx)
+    decision = _decide(ctx)
     return _finish(ctx, decision)
 
 
@@ -158,6 +172,14 @@ def _context(
         paused=False,
     )
     ctx.stable = _stable(ctx)
+    if previous.abort is not None and previous.abort.revision == update:
+        ctx.abort = previous.abort
+    rollback = previous.rollback
+    if rollback is not None and rollback.from_revision == update and rollback.revision in observed.revisions:
+        ctx.rollback = rollback
+    if previous.restart is not None and previous.restart.revision in observed.revisions:
+        ctx.restart = previous.restart
+    ctx.previous_results = {(r.step, r.name): r for r in previous.analysis if r.revision == update}
     _take_command(ctx)
     ctx.paused = spec.paused or bool(ctx.paused_by_command)
     return ctx
@@ -170,7 +192,8 @@ def _records(
 
     Revisions observed but unknown to status (status lost) are numbered by creation time. A
     template equal to an earlier revision reuses it under a new, highest number (as
-    ``kubectl rollout undo`` does), and it is no longer retired.
+    ``kubectl rollout undo`` does); it keeps its retirement time until it is stable again, which
+    marks it as a revision that served before (a fast rollback).
     """
     records = {r.name: r for r in previous.revisions}
     number = max((r.revision for r in records.values()), default=0)
@@ -183,9 +206,7 @@ def _records(
         records[update] = RevisionRecord(name=update, revision=number, created_at=now)
     elif previous.update_revision not in (None, update) and records[update].revision != number:
         number += 1
-        records[update] = records[update].model_copy(update={"revision": number, "retired_at": None})
-    elif records[update].retired_at is not None and previous.update_revision != update:
-        records[update] = records[update].model_copy(update={"retired_at": None})
+        records[update] = records[update].model_copy(update={"revision": number})
     return records
 
 
@@ -221,23 +242,11 @@ def _take_command(ctx: Context) -> None:
     command = observed.command
     if previous.last_command is not None and previous.last_command.id == command.id:
         return
-    accepted = True
-    if command.verb == "promote":
-        if ctx.spec.strategy.type == "RollingUpdate":
-            accepted, message = False, "RollingUpdate has no step or switch to promote"
-        elif ctx.in_rollout:
-            ctx.promote, ctx.promote_full = True, command.full
-            message = "promote" + (" --full" if command.full else "") + f" of {ctx.describe(ctx.update)}"
-        else:
-            accepted, message = False, "nothing to promote: no rollout in progress"
-    elif command.verb == "pause":
-        ctx.paused_by_command = True
-        message = "paused by command"
-    elif command.verb == "resume":
-        ctx.paused_by_command = False
-        message = "resumed" + ("; spec.paused is still true" if ctx.spec.paused else "")
-    else:
+    handler = COMMANDS.get(command.verb)
+    if handler is None:
         accepted, message = False, f"{command.verb} is not supported by this operator version"
+    else:
+        accepted, message = handler(ctx, command)
     ctx.last_command = CommandRecord(
         id=command.id,
         verb=command.verb,
@@ -251,11 +260,214 @@ def _take_command(ctx: Context) -> None:
         ctx.emit("CommandRejected", f"{command.verb}: {message}", warning=True)
 
 
+def _forward(ctx: Context) -> bool:
+    """A rollout of the template's revision runs (not reverting)."""
+    return ctx.in_rollout and revert_of(ctx) is None
+
+
+def _settled(ctx: Context) -> bool:
+    """Nothing moves toward a revision: no rollout, or an abort or undo that has completed."""
+    if ctx.abort is not None:
+        return ctx.abort.completed_at is not None
+    if ctx.rollback is not None:
+        return ctx.rollback.completed_at is not None
+    return not ctx.in_rollout
+
+
+def _blocked(ctx: Context) -> str | None:
+    if ctx.abort is not None:
+        return f"{ctx.describe(ctx.update)} is aborted; `kubectl zdr retry` rolls it out again"
+    if ctx.rollback is not None:
+        return f"rolled back to {ctx.describe(ctx.rollback.revision)}; `kubectl zdr retry` rolls the template out again"
+    return None
+
+
+def _promote(ctx: Context, command: Command) -> tuple[bool, str]:
+    if ctx.spec.strategy.type == "RollingUpdate":
+        return False, "RollingUpdate has no step or switch to promote"
+    blocked = _blocked(ctx)
+    if blocked:
+        return False, blocked
+    if not _forward(ctx):
+        return False, "nothing to promote: no rollout in progress"
+    ctx.promote, ctx.promote_full = True, command.full
+    return True, "promote" + (" --full" if command.full else "") + f" of {ctx.describe(ctx.update)}"
+
+
+def _pause(ctx: Context, command: Command) -> tuple[bool, str]:
+    ctx.paused_by_command = True
+    return True, "paused by command"
+
+
+def _resume(ctx: Context, command: Command) -> tuple[bool, str]:
+    ctx.paused_by_command = False
+    return True, "resumed" + ("; spec.paused is still true" if ctx.spec.paused else "")
+
+
+def _abort_command(ctx: Context, command: Command) -> tuple[bool, str]:
+    if ctx.abort is not None:
+        return False, f"{ctx.describe(ctx.update)} is already aborted"
+    if not _forward(ctx):
+        return False, "nothing to abort: no rollout in progress"
+    _abort(ctx, "RolloutAborted", "aborted by command")
+    return True, f"abort of {ctx.describe(ctx.update)}: all traffic goes back to {ctx.describe(ctx.stable)}"
+
+
+def _retry(ctx: Context, command: Command) -> tuple[bool, str]:
+    if ctx.abort is None and ctx.rollback is None:
+        return False, "nothing to retry: the rollout is neither aborted nor rolled back"
+    _start_over(ctx)
+    return True, f"retrying {ctx.describe(ctx.update)}"
+
+
+def _start_over(ctx: Context) -> None:
+    """Roll the template's revision out from its first step again, with fresh analysis."""
+    ctx.abort = None
+    ctx.rollback = None
+    ctx.previous_results = {}
+    ctx.fresh_start = True
+
+
+def _undo(ctx: Context, command: Command) -> tuple[bool, str]:
+    target, problem = _undo_target(ctx, command.to_revision)
+    if target is None:
+        return False, problem
+    if target == ctx.update:
+        if ctx.abort is None and ctx.rollback is None:
+            return False, f"{ctx.describe(target)} is the template's revision already"
+        _start_over(ctx)
+        return True, f"undo to the template's revision: rolling out {ctx.describe(target)} again"
+    ctx.abort = None
+    ctx.rollback = RollbackRecord(revision=target, from_revision=ctx.update, requested_at=ctx.now)
+    return True, f"rolling back to {ctx.describe(target)}; spec.template is left as it is"
+
+
+def _undo_target(ctx: Context, to_revision: int | None) -> tuple[str | None, str]:
+    """The revision an undo goes to, or why there is none."""
+    serving = ctx.rollback.revision if ctx.rollback is not None else ctx.stable
+    if serving is None:
+        return None, "nothing to undo: no revision has served yet"
+    moving = _forward(ctx)
+    if to_revision is not None:
+        record = next((r for r in ctx.records.values() if r.revision == to_revision), None)
+        if record is None:
+            known = ", ".join(str(r.revision) for r in sorted(ctx.records.values(), key=lambda r: r.revision))
+            return None, f"no revision {to_revision} (known: {known})"
+        if record.name not in ctx.observed.revisions:
+            return None, (
+                f"revision {to_revision} is no longer kept (revisionHistoryLimit "
+                f"{ctx.spec.revision_history_limit})"
+            )
+        if record.name == serving and not moving:
+            return None, f"{ctx.describe(record.name)} serves already"
+        return record.name, ""
+    if moving:
+        return serving, ""
+    earlier = [
+        r
+        for name, r in ctx.records.items()
+        if name != serving and name in ctx.observed.revisions and r.retired_at is not None
+    ]
+    if not earlier:
+        return None, "nothing to undo: no earlier revision that served is kept"
+    latest = max(earlier, key=lambda r: (r.retired_at or r.created_at, r.revision))
+    return latest.name, ""
+
+
+def _restart(ctx: Context, command: Command) -> tuple[bool, str]:
+    serving = ctx.rollback.revision if ctx.rollback is not None else ctx.stable
+    if serving is None:
+        return False, "nothing to restart: no revision serves yet"
+    if not _settled(ctx):
+        return False, "a rollout is in progress; restart once it has finished"
+    ctx.restart = RestartRecord(revision=serving, requested_at=ctx.now)
+    return True, f"replacing every pod of {ctx.describe(serving)}, one at a time"
+
+
+COMMANDS: dict[str, Callable[[Context, Command], tuple[bool, str]]] = {
+    "promote": _promote,
+    "pause": _pause,
+    "resume": _resume,
+    "abort": _abort_command,
+    "retry": _retry,
+    "undo": _undo,
+    "restart": _restart,
+}
+
+
+# ---------------------------------------------------------------------------------------------
+# Gates: what aborts a running rollout
+# ---------------------------------------------------------------------------------------------
+def _abort(ctx: Context, reason: str, message: str) -> None:
+    ctx.abort = AbortRecord(revision=ctx.update, reason=reason, message=message, aborted_at=ctx.now)
+    ctx.results.clear()
+    ctx.checks.clear()
+    ctx.emit(
+        "RolloutAborted",
+        f"{ctx.describe(ctx.update)}: {message}; all traffic goes back to {ctx.describe(ctx.stable)}",
+        warning=True,
+    )
+
+
+def _gates(ctx: Context) -> None:
+    """Health gates and analysis results of the update revision while it rolls out."""
+    if not _forward(ctx):
+        return
+    for check in ctx.spec.analysis.checks or []:
+        ctx.check(None, check)
+    gates = ctx.spec.analysis
+    new = ctx.rev(ctx.update)
+    what = ctx.describe(ctx.update)
+    if gates.abort_on_crash_loop and new.crash_looping > 0:
+        _abort(ctx, "CrashLoopBackOff", f"{new.crash_looping} pod(s) of {what} in CrashLoopBackOff")
+        return
+    if gates.max_restarts is not None and new.most_restarts > gates.max_restarts:
+        _abort(
+            ctx,
+            "TooManyRestarts",
+            f"a pod of {what} restarted {new.most_restarts} times (maxRestarts {gates.max_restarts})",
+        )
+        return
+    if gates.max_unready_seconds is not None and new.unready_since is not None:
+        unready = (ctx.now - new.unready_since).total_seconds()
+        if unready >= gates.max_unready_seconds:
+            _abort(
+                ctx,
+                "ReadinessTimeout",
+                f"a pod of {what} not ready for {int(unready)}s (maxUnreadySeconds {gates.max_unready_seconds})",
+            )
+            return
+        ctx.wake(gates.max_unready_seconds - unready)
+    for (step, name), result in sorted(ctx.previous_results.items(), key=lambda kv: (kv[0][0] or -1, kv[0][1])):
+        definition = checks.definition(ctx.spec, step, name)
+        if definition is not None and checks.failed(result, definition):
+            _abort(ctx, "AnalysisFailed", checks.failure_text(result, definition))
+            return
+
+
+def _decide(ctx: Context) -> Decision:
+    revert = revert_of(ctx)
+    if revert is not None:
+        return plan_revert(ctx, revert)
+    forward = ctx.in_rollout
+    records, events = dict(ctx.records), list(ctx.events)
+    decision = STRATEGIES[ctx.spec.strategy.type](ctx)
+    if forward and _progress(ctx, decision)[1]:
+        # No progress for progressDeadlineSeconds: this pass aborts instead (nothing it decided
+        # counts, and it decided little: a pass that makes progress is not overdue).
+        ctx.records, ctx.events = records, events
+        deadline = ctx.spec.progress_deadline_seconds
+        _abort(ctx, "ProgressDeadlineExceeded", f"no progress for {deadline}s: {decision.message}")
+        assert ctx.stable is not None
+        return plan_revert(ctx, Revert(ctx.stable, "abort"))
+    return decision
+
+
 # ---------------------------------------------------------------------------------------------
 # Finishing: history limit, status, conditions, events
 # ---------------------------------------------------------------------------------------------
 def _finish(ctx: Context, decision: Decision) -> Plan:
-    spec, observed, previous, now = ctx.spec, ctx.observed, ctx.previous, ctx.now
+    spec, observed, now = ctx.spec, ctx.observed, ctx.now
     replicas = {
         name: count
         for name, count in decision.replicas.items()
@@ -266,6 +478,10 @@ def _finish(ctx: Context, decision: Decision) -> Plan:
         role: target for role, target in decision.services.items() if role in roles and target is not None
     }
     delete_services = tuple(role for role in observed.services if role not in roles)
+    if decision.stable is not None:
+        record = ctx.records.get(decision.stable)
+        if record is not None and record.retired_at is not None:
+            ctx.records[decision.stable] = record.model_copy(update={"retired_at": None})
     delete = _beyond_history(ctx, decision, replicas, services)
     keep = (
         set(observed.revisions) - set(delete)
@@ -277,6 +493,8 @@ def _finish(ctx: Context, decision: Decision) -> Plan:
     revisions = list(observed.revisions.values())
     new = ctx.rev(ctx.update)
     paused = decision.paused_reason is not None
+    restart, restarts = _restart_progress(ctx, decision)
+    _records_completion(ctx, decision)
     status = ZeroDowntimeRolloutStatus(
         observed_generation=observed.generation,
         phase=decision.phase,
@@ -296,12 +514,17 @@ def _finish(ctx: Context, decision: Decision) -> Plan:
         promote_requested=decision.promote_requested,
         paused_by_command=True if ctx.paused_by_command else None,
         last_command=ctx.last_command,
+        abort=ctx.abort,
+        rollback=ctx.rollback,
+        restart=restart,
+        analysis=sorted(ctx.results.values(), key=lambda r: (r.step is not None, r.step or 0, r.name)),
     )
-    progressed_at = _progressed_at(previous, status, paused, now)
+    progressed_at, overdue = _progress(ctx, decision)
+    if decision.stalled is not None:
+        overdue = False
     deadline = spec.progress_deadline_seconds
-    overdue = not decision.complete and not paused and now - progressed_at >= timedelta(seconds=deadline)
-    requeue = decision.requeue_after
-    if not decision.complete and not paused and not overdue:
+    requeue = earliest(decision.requeue_after, ctx.wake_after, _next_measurement(ctx))
+    if not decision.complete and not paused and not overdue and decision.stalled is None:
         requeue = earliest(requeue, (progressed_at + timedelta(seconds=deadline) - now).total_seconds())
     phase: Phase = "Degraded" if overdue else decision.phase
     message = decision.message
@@ -322,9 +545,72 @@ def _finish(ctx: Context, decision: Decision) -> Plan:
         services=services,
         delete_services=delete_services,
         status=status,
+        restarts=restarts,
         events=tuple(events),
         requeue_after=requeue,
     )
+
+
+def _records_completion(ctx: Context, decision: Decision) -> None:
+    """Mark an abort or an undo complete once nothing moves any more."""
+    if decision.reconciling:
+        return
+    if ctx.abort is not None and ctx.abort.completed_at is None:
+        ctx.abort = ctx.abort.model_copy(update={"completed_at": ctx.now})
+        ctx.emit(
+            "AbortCompleted",
+            f"{ctx.describe(decision.stable)} serves every pod; {ctx.describe(ctx.update)} has none left",
+        )
+    if ctx.rollback is not None and ctx.rollback.completed_at is None:
+        ctx.rollback = ctx.rollback.model_copy(update={"completed_at": ctx.now})
+        ctx.emit(
+            "RolledBack",
+            f"{ctx.describe(ctx.rollback.revision)} serves every pod; spec.template still asks for "
+            f"{ctx.describe(ctx.update)}",
+        )
+
+
+def _restart_progress(ctx: Context, decision: Decision) -> tuple[RestartRecord | None, dict[str, str]]:
+    """The restart in force: the restartedAt value its revision's pods must carry, and whether every
+    pod carries it. A restart in progress keeps a settled rollout from reporting done."""
+    restart = ctx.restart
+    if restart is None:
+        return None, {}
+    nonce = format_time(restart.requested_at)
+    if restart.completed_at is None:
+        rev = ctx.rev(restart.revision)
+        done = (
+            rev.restarted_at == nonce
+            and rev.synced
+            and rev.updated_replicas >= rev.spec_replicas
+            and rev.replicas == rev.spec_replicas
+            and rev.available_replicas >= rev.spec_replicas
+        )
+        if done:
+            restart = restart.model_copy(update={"completed_at": ctx.now})
+            ctx.emit("RestartCompleted", f"every pod of {ctx.describe(restart.revision)} was replaced")
+        elif restart.revision == decision.stable and (decision.complete or decision.stalled):
+            replaced = rev.updated_replicas if rev.restarted_at == nonce else 0
+            text = (
+                f"restarting the pods of {ctx.describe(restart.revision)} one at a time: "
+                f"{min(replaced, rev.spec_replicas)}/{rev.spec_replicas} replaced"
+            )
+            if decision.complete:
+                decision.complete = False
+                decision.phase = "Progressing"
+                decision.message = text
+            else:
+                decision.message += f"; {text}"
+    return restart, {restart.revision: nonce}
+
+
+def _next_measurement(ctx: Context) -> float | None:
+    due = [
+        (checks.next_due(result, ctx.checks[key]) - ctx.now).total_seconds()
+        for key, result in ctx.results.items()
+        if key in ctx.checks
+    ]
+    return earliest(*due)
 
 
 def _beyond_history(
@@ -363,15 +649,37 @@ def _signature(status: ZeroDowntimeRolloutStatus) -> tuple[Any, ...]:
     )
 
 
-def _progressed_at(
-    previous: ZeroDowntimeRolloutStatus, status: ZeroDowntimeRolloutStatus, paused: bool, now: datetime
-) -> datetime:
-    """When the rollout last moved: any change of revisions, step or pod counts; or a resume."""
-    if previous.progressed_at is None or _signature(previous) != _signature(status):
-        return now
-    if previous.phase == "Paused" and not paused:
-        return now
-    return previous.progressed_at
+def _progress(ctx: Context, decision: Decision) -> tuple[datetime, bool]:
+    """When the rollout last moved, and whether that is more than progressDeadlineSeconds ago.
+
+    Moving: any change of revisions, step or pod counts; a resume or a retry; a passing
+    measurement of an analysis step (the step waits for those). Paused and finished rollouts
+    are never overdue.
+    """
+    previous, now, observed = ctx.previous, ctx.now, ctx.observed
+    revisions = list(observed.revisions.values())
+    signature = (
+        ctx.update,
+        decision.stable,
+        decision.step_index,
+        sum(rev.replicas for rev in revisions),
+        sum(rev.ready_replicas for rev in revisions),
+        sum(rev.available_replicas for rev in revisions),
+        ctx.rev(ctx.update).replicas,
+    )
+    paused = decision.paused_reason is not None
+    moved = previous.progressed_at is None or _signature(previous) != signature or ctx.fresh_start
+    resumed = previous.phase == "Paused" and not paused
+    progressed = now if moved or resumed or previous.progressed_at is None else previous.progressed_at
+    for result in ctx.results.values():
+        if result.step is not None and result.last_success_at is not None:
+            progressed = max(progressed, result.last_success_at)
+    overdue = (
+        not decision.complete
+        and not paused
+        and now - progressed >= timedelta(seconds=ctx.spec.progress_deadline_seconds)
+    )
+    return progressed, overdue
 
 
 def _ordered(conditions: list[Condition]) -> list[Condition]:
@@ -393,6 +701,11 @@ def _conditions(ctx: Context, decision: Decision, overdue: bool, message: str) -
         put("Ready", "True", "RolloutComplete", message)
         put("Reconciling", "False", "RolloutComplete", "")
         put("Progressing", "True", "RolloutComplete", message)
+    elif decision.stalled is not None:
+        reason = decision.stalled[0]
+        put("Ready", "False", reason, message)
+        put("Reconciling", "False", reason, "")
+        put("Progressing", "False", reason, message)
     elif overdue:
         put("Ready", "False", "ProgressDeadlineExceeded", message)
         put("Reconciling", "False", "ProgressDeadlineExceeded", "")
@@ -405,7 +718,9 @@ def _conditions(ctx: Context, decision: Decision, overdue: bool, message: str) -
         put("Ready", "False", "RolloutInProgress", message)
         put("Reconciling", "True", "RolloutInProgress", message)
         put("Progressing", "True", "RolloutInProgress", message)
-    if overdue:
+    if decision.stalled is not None:
+        put("Stalled", "True", decision.stalled[0], message)
+    elif overdue:
         put("Stalled", "True", "ProgressDeadlineExceeded", message)
     else:
         put("Stalled", "False", "NoFailure", "")
@@ -442,12 +757,13 @@ def _transition_events(
     promoted = decision.stable is not None and previous.stable_revision not in (None, decision.stable)
     if promoted and not any(e.reason in ("RevisionPromoted", "TrafficSwitched") for e in ctx.events):
         events.append(Event("Normal", "RevisionPromoted", f"{ctx.describe(decision.stable)} is now stable"))
-    if decision.complete and previous.phase != "Healthy":
+    restarted = any(e.reason == "RestartCompleted" for e in ctx.events)
+    if decision.complete and previous.phase != "Healthy" and not restarted:
         events.append(Event("Normal", "RolloutCompleted", status.message or ""))
     was_paused = previous.phase == "Paused"
     if decision.paused_reason and not overdue and not was_paused:
         events.append(Event("Normal", "RolloutPaused", status.message or ""))
-    if was_paused and not decision.paused_reason:
+    if was_paused and not decision.paused_reason and decision.stalled is None and not decision.reconciling:
         events.append(Event("Normal", "RolloutResumed", status.message or ""))
     stalled_before = previous.condition("Stalled")
     if overdue and not (

@@ -13,9 +13,13 @@ Steps:
 - ``setWeight`` is done when every revision is at its target size and U's target pods serve;
 - ``pause`` waits for its duration (from ``status.stepStartedAt``) or, without one, for
   ``kubectl zdr promote``; promote also skips any step (``--full``: all of them);
+- ``analysis`` measures U at the weight in force; it is done once every check took its count of
+  passing measurements (a check failing more than its failureLimit aborts the rollout; that is
+  decided with the other gates, before the strategy);
 - after the last step the weight is 100: U grows to ``replicas`` while S drains, keeping one pod
-  while ``<service>-stable`` selects it. Once all of U serves, ``<service>-stable`` moves to U,
-  U becomes stable, and S's last pods go ``scaleDownDelaySeconds`` later.
+  while ``<service>-stable`` selects it. Once all of U serves, ``<service>-stable`` moves to U
+  and U becomes stable; S is then kept warm for ``scaleDownDelaySeconds`` (``settle_shared``:
+  back at full size, out of traffic), then scaled to 0.
 
 The step index and its start time are in ``status``; a pass that finds a step done advances,
 so a restart neither repeats nor skips a step (at worst a pause starts a few seconds late).
@@ -26,19 +30,20 @@ from __future__ import annotations
 from datetime import datetime
 
 from zdr.api import CanaryStep, Phase, ServiceRole, duration_seconds, format_time
+from zdr.plan import checks
 from zdr.plan.common import (
-    ALL_REVISIONS,
     Context,
     Decision,
     Targets,
     approach,
     choose_target,
-    earliest,
+    forward_main,
     keep_for_services,
     main_serving,
     max_surge,
     seconds_until,
     serving,
+    settle_shared,
     weight_replicas,
 )
 from zdr.plan.types import ServiceTarget
@@ -71,63 +76,15 @@ def _ceiling(ctx: Context) -> int:
 
 
 def _steady(ctx: Context) -> Decision:
-    """No rollout running (or the first one): the update revision at full size."""
-    params = ctx.spec.strategy.effective_canary
-    replicas = ctx.replicas
+    """No rollout running (or the first one): the update revision at full size, the previous one warm."""
     update = ctx.update
     observed = ctx.observed
     target = ServiceTarget(update)
-    services = {
-        ServiceRole.MAIN: ALL_REVISIONS,
+    services: Targets = {
         ServiceRole.CANARY: choose_target(observed, ServiceRole.CANARY, target),
         ServiceRole.STABLE: choose_target(observed, ServiceRole.STABLE, target),
     }
-    others = ctx.others()
-    targets = {update: replicas}
-    requeue = None
-    for name in others:
-        rev = ctx.rev(name)
-        retired = ctx.retired_for(name)
-        if retired is not None and retired < params.scale_down_delay_seconds and rev.spec_replicas > 0:
-            targets[name] = rev.spec_replicas
-            requeue = earliest(requeue, params.scale_down_delay_seconds - retired)
-        else:
-            targets[name] = keep_for_services(ctx, services, name)
-    desired = approach(
-        observed.revisions,
-        targets,
-        ceiling=_ceiling(ctx),
-        floor=replicas,
-        scale_up_order=[update],
-        scale_down_order=[*others, update],
-    )
-    new_serving = serving(ctx.rev(update))
-    stable = ctx.stable
-    if stable is None and new_serving >= replicas:
-        stable = update
-    # Pods already scaled away only finish their drain: they do not hold the rollout back.
-    old_pods = [name for name in others if desired[name] > 0]
-    warm = [name for name in others if targets[name] > 0 and targets[name] == ctx.rev(name).spec_replicas]
-    complete = stable == update and new_serving >= replicas and not (set(old_pods) - set(warm))
-    if complete:
-        message = f"{ctx.describe(update)} serves {replicas}/{replicas} pods"
-        if warm:
-            message += "; previous pods kept for the scale-down delay: " + ", ".join(
-                ctx.describe(n) for n in warm
-            )
-    elif new_serving < replicas:
-        message = f"waiting for pods of {ctx.describe(update)} to serve: {new_serving}/{replicas}"
-    else:
-        message = f"draining {sum(ctx.rev(n).replicas for n in old_pods)} pods of previous revisions"
-    return Decision(
-        replicas=desired,
-        services=services,
-        stable=stable,
-        phase="Healthy" if complete else "Progressing",
-        message=message,
-        complete=complete,
-        requeue_after=requeue,
-    )
+    return settle_shared(ctx, ceiling=_ceiling(ctx), services=services)
 
 
 def _paused(ctx: Context) -> Decision:
@@ -135,7 +92,7 @@ def _paused(ctx: Context) -> Decision:
     stable = ctx.stable
     assert stable is not None
     services = {
-        ServiceRole.MAIN: ALL_REVISIONS,
+        ServiceRole.MAIN: forward_main(ctx),
         ServiceRole.CANARY: choose_target(
             observed, ServiceRole.CANARY, observed.target(ServiceRole.CANARY) or ServiceTarget(stable)
         ),
@@ -196,7 +153,7 @@ def _services(ctx: Context, weight: int) -> Targets:
     observed = ctx.observed
     canary = ServiceTarget(ctx.update) if weight_replicas(ctx.replicas, weight) > 0 else ServiceTarget(stable)
     return {
-        ServiceRole.MAIN: ALL_REVISIONS,
+        ServiceRole.MAIN: forward_main(ctx),
         ServiceRole.CANARY: choose_target(observed, ServiceRole.CANARY, canary, fallbacks=[stable]),
         ServiceRole.STABLE: choose_target(observed, ServiceRole.STABLE, ServiceTarget(stable)),
     }
@@ -243,6 +200,11 @@ def _shift(ctx: Context) -> Decision:
             if not _reached(ctx, targets):
                 break
             ctx.emit("StepCompleted", f"step {index + 1}/{count}: weight {step.set_weight}% reached")
+        elif step.analysis is not None:
+            pending = [c for c in step.analysis.checks if not checks.passed(ctx.check(index, c), c)]
+            if pending:
+                break
+            ctx.emit("StepCompleted", f"step {index + 1}/{count}: analysis passed ({_results_text(ctx, index)})")
         else:
             assert step.pause is not None
             if step.pause.duration is None:
@@ -288,6 +250,8 @@ def _shift(ctx: Context) -> Decision:
             message = (
                 f"{where}: setWeight {step.set_weight}: {new_serving}/{targets[update]} canary pods serve"
             )
+        elif step.analysis is not None:
+            message = f"{where}: analysis at weight {_weight(ctx)}%: {_results_text(ctx, index)}"
         elif step.pause is not None and step.pause.duration is not None:
             phase, paused_reason = "Paused", "CanaryPauseStep"
             message = (
@@ -310,3 +274,13 @@ def _shift(ctx: Context) -> Decision:
         canary_weight=None if new_stable == update else _weight(ctx),
         requeue_after=requeue,
     )
+
+
+def _results_text(ctx: Context, step: int) -> str:
+    parts = []
+    for (index, name), result in sorted(ctx.results.items(), key=lambda kv: kv[0][1]):
+        if index != step:
+            continue
+        check = ctx.checks[(index, name)]
+        parts.append(f"{name} {result.successes}/{check.count} passed, {result.failures} failed")
+    return ", ".join(parts)

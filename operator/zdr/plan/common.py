@@ -22,11 +22,16 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from zdr.api import (
+    AbortRecord,
+    AnalysisCheck,
+    AnalysisResult,
     CommandRecord,
     Condition,
     ConditionStatus,
     Phase,
+    RestartRecord,
     RevisionRecord,
+    RollbackRecord,
     ServiceRole,
     ZeroDowntimeRolloutSpec,
     ZeroDowntimeRolloutStatus,
@@ -85,8 +90,9 @@ def approach(
 
     Scale-ups come first, limited by the room below ``ceiling`` (None: no ceiling) counted on the
     pods that exist now, so pods being removed in this same plan do not make room before they
-    are gone. Scale-downs remove not-ready pods freely and serving pods only while the pods
-    serving through MAIN stay at or above ``floor``. Revisions without a target keep their size.
+    are gone. Scale-downs remove not-ready pods freely, every pod of a revision none of whose pods
+    serves through MAIN (out of traffic), and serving pods only while the pods serving through
+    MAIN stay at or above ``floor``. Revisions without a target keep their size.
     """
     desired = {name: rev.spec_replicas for name, rev in revisions.items()}
     for name in targets:
@@ -110,7 +116,7 @@ def approach(
             continue
         rev = revisions.get(name, empty)
         wanted = desired[name] - target
-        free = min(wanted, not_ready(rev))
+        free = wanted if serving(rev) == 0 else min(wanted, not_ready(rev))
         paid = min(wanted - free, max(0, budget))
         desired[name] -= free + paid
         budget -= paid
@@ -144,6 +150,21 @@ class Context:
     promote_full: bool = False
     paused_by_command: bool = False
     last_command: CommandRecord | None = None
+    abort: AbortRecord | None = None
+    """Set while the update revision is aborted: traffic goes back to the stable revision."""
+    rollback: RollbackRecord | None = None
+    """Set while an undo holds the cluster on an earlier revision than the template's."""
+    restart: RestartRecord | None = None
+    previous_results: dict[tuple[int | None, str], AnalysisResult] = field(default_factory=dict)
+    """Analysis results of the update revision as measured so far, by (step, check name)."""
+    results: dict[tuple[int | None, str], AnalysisResult] = field(default_factory=dict)
+    """The checks active in this pass (what status.analysis will hold)."""
+    checks: dict[tuple[int | None, str], AnalysisCheck] = field(default_factory=dict)
+    """The definitions of the active checks."""
+    wake_after: float | None = None
+    """The soonest a time-based gate (not the strategy) needs another look."""
+    fresh_start: bool = False
+    """A retry: the progress deadline counts from now."""
     events: list[Event] = field(default_factory=list)
 
     @property
@@ -153,6 +174,57 @@ class Context:
     @property
     def in_rollout(self) -> bool:
         return self.stable is not None and self.stable != self.update
+
+    @property
+    def shares_main(self) -> bool:
+        """RollingUpdate and Canary: the MAIN Service selects every pod of the rollout (traffic follows
+        ready pods), except while a revision is kept out of traffic (warm standby, a revert)."""
+        return self.spec.strategy.type != "BlueGreen"
+
+    @property
+    def floor(self) -> int:
+        """Pods that must keep serving through MAIN while pods are replaced."""
+        if self.spec.strategy.type == "RollingUpdate":
+            params = self.spec.strategy.effective_rolling_update
+            return self.replicas - max_unavailable(params.max_unavailable, self.replicas)
+        return self.replicas
+
+    @property
+    def warm_window(self) -> int:
+        """Seconds a replaced stable revision is kept at full size, out of traffic (scaleDownDelaySeconds)."""
+        strategy = self.spec.strategy
+        if strategy.type == "RollingUpdate":
+            return strategy.effective_rolling_update.scale_down_delay_seconds
+        if strategy.type == "BlueGreen":
+            return strategy.effective_blue_green.scale_down_delay_seconds
+        return strategy.effective_canary.scale_down_delay_seconds
+
+    def warm_left(self, name: str) -> float | None:
+        """Seconds ``name`` stays warm (a replaced stable revision within the window); None if not warm."""
+        retired = self.retired_for(name)
+        if retired is None or retired >= self.warm_window:
+            return None
+        if self.abort is not None and self.abort.revision == name:
+            return None
+        return self.warm_window - retired
+
+    def latest_retired(self, names: Iterable[str]) -> str | None:
+        """The most recently replaced stable revision among ``names`` (the one a warm standby keeps)."""
+        retired = [(r.retired_at, r.revision, r.name) for n in names if (r := self.records.get(n)) and r.retired_at]
+        return max(retired)[2] if retired else None
+
+    def wake(self, seconds: float | None) -> None:
+        self.wake_after = earliest(self.wake_after, seconds)
+
+    def check(self, step: int | None, check: AnalysisCheck) -> AnalysisResult:
+        """The result of ``check`` (background: step None) against the update revision, kept active."""
+        key = (step, check.name)
+        result = self.previous_results.get(key) or AnalysisResult(
+            name=check.name, step=step, revision=self.update, started_at=self.now
+        )
+        self.results[key] = result
+        self.checks[key] = check
+        return result
 
     def rev(self, name: str) -> ObservedRevision:
         return self.observed.revision(name)
@@ -211,6 +283,10 @@ class Decision:
     requeue_after: float | None = None
     floor: int | None = None
     """Serving pods below which the rollout is not Available (default: replicas)."""
+    stalled: tuple[str, str] | None = None
+    """(reason, message): the rollout will not reach spec without a human (aborted, rolled back)."""
+    reconciling: bool = False
+    """With ``stalled``: pods or Services are still moving."""
 
 
 def earliest(*delays: float | None) -> float | None:
@@ -344,6 +420,104 @@ def set_condition(
     )
 
 
+def holds_pods(ctx: Context, name: str) -> bool:
+    rev = ctx.rev(name)
+    return rev.spec_replicas > 0 or rev.replicas > 0
+
+
+def settle_shared(ctx: Context, *, ceiling: int, services: Targets) -> Decision:
+    """RollingUpdate and Canary outside a rollout: the update revision at full size, and the
+    previous stable revision kept warm for scaleDownDelaySeconds, out of traffic.
+
+    Warm standby: MAIN is pinned to the update revision (once all of its pods serve), and only
+    then is the previous revision brought back to full size, so its pods never take traffic;
+    they are ready for an undo that moves all traffic at once. After the window they go (out of
+    traffic, so all at once), and once no other revision has pods MAIN selects every pod of the
+    rollout again. ``services`` are the strategy's other Services; MAIN is decided here.
+    """
+    replicas, update, observed = ctx.replicas, ctx.update, ctx.observed
+    others = ctx.others()
+    warm_left = {name: ctx.warm_left(name) for name in others}
+    latest = ctx.latest_retired(others)
+    warm = [name for name in others if warm_left[name] is not None and name == latest]
+    pinned = ServiceTarget(update)
+    current = observed.target(ServiceRole.MAIN)
+    if warm:
+        main = choose_target(observed, ServiceRole.MAIN, pinned)
+    elif current == pinned and any(holds_pods(ctx, name) for name in others):
+        main = current
+    else:
+        main = ALL_REVISIONS
+    services = {**services, ServiceRole.MAIN: main}
+    out_of_traffic = main == pinned and current == pinned
+    targets = {update: replicas}
+    requeue = None
+    standby: list[str] = []
+    for name in others:
+        keep = keep_for_services(ctx, services, name)
+        if name in warm:
+            requeue = earliest(requeue, warm_left[name])
+            if out_of_traffic:
+                targets[name] = max(replicas, keep)
+                standby.append(name)
+            else:
+                targets[name] = max(ctx.rev(name).spec_replicas, keep)
+        else:
+            targets[name] = keep
+    in_traffic = {name: rev for name, rev in observed.revisions.items() if name not in standby}
+    desired = approach(
+        in_traffic,
+        {name: n for name, n in targets.items() if name not in standby},
+        ceiling=ceiling,
+        floor=ctx.floor,
+        scale_up_order=[update],
+        scale_down_order=[*[n for n in others if n not in standby], update],
+    )
+    for name in standby:
+        desired[name] = targets[name]
+    new_serving = serving(ctx.rev(update))
+    stable = ctx.stable
+    if stable is None and new_serving >= replicas:
+        stable = update
+    # Pods already scaled away only finish their drain: they do not hold the rollout back.
+    draining = [name for name in others if desired[name] > 0 and name not in standby]
+    complete = stable == update and new_serving >= replicas and not draining
+    if complete:
+        message = f"{ctx.describe(update)} serves {replicas}/{replicas} pods"
+        if standby:
+            message += "; kept warm for rollback: " + ", ".join(ctx.describe(n) for n in standby)
+    elif new_serving < replicas:
+        message = f"waiting for pods of {ctx.describe(update)} to serve: {new_serving}/{replicas}"
+    elif warm and not out_of_traffic:
+        message = f"moving traffic to {ctx.describe(update)} alone before warming " + ", ".join(
+            ctx.describe(n) for n in warm
+        )
+    else:
+        message = f"draining {sum(ctx.rev(n).replicas for n in draining)} pods of previous revisions"
+    return Decision(
+        replicas=desired,
+        services=services,
+        stable=stable,
+        phase="Healthy" if complete else "Progressing",
+        message=message,
+        complete=complete,
+        requeue_after=requeue,
+        floor=ctx.floor,
+    )
+
+
+def forward_main(ctx: Context) -> ServiceTarget:
+    """MAIN during a RollingUpdate or Canary rollout: every pod of the rollout, except while MAIN
+    is pinned to the stable revision and a revision kept out of traffic (warm, or left by a
+    revert) still has pods: then it stays pinned until they are gone, so they never take traffic."""
+    current = ctx.observed.target(ServiceRole.MAIN)
+    kept_out = [name for name in ctx.observed.revisions if name not in (ctx.stable, ctx.update)]
+    pinned_to_stable = ctx.stable is not None and current == ServiceTarget(ctx.stable)
+    if pinned_to_stable and any(holds_pods(ctx, name) for name in kept_out):
+        return ServiceTarget(ctx.stable)
+    return ALL_REVISIONS
+
+
 __all__ = [
     "ALL_REVISIONS",
     "Context",
@@ -354,6 +528,8 @@ __all__ = [
     "choose_target",
     "earliest",
     "evidence",
+    "forward_main",
+    "holds_pods",
     "keep_for_services",
     "main_serving",
     "max_surge",
@@ -362,6 +538,7 @@ __all__ = [
     "pods",
     "seconds_until",
     "serving",
+    "settle_shared",
     "set_condition",
     "weight_replicas",
 ]

@@ -4,35 +4,48 @@ The update revision grows within ``replicas + maxSurge``; an old pod is removed 
 pod is available and a ready endpoint of the Service, so serving pods never drop below
 ``replicas - maxUnavailable`` (with the default maxUnavailable 0: never below replicas).
 Superseded revisions (a template changed mid-rollout) drain first, the previous stable last.
+
+Once every pod of the update revision serves it is the stable revision; the previous one is
+then kept warm for ``scaleDownDelaySeconds`` (``settle_shared``): the Service is pinned to the
+new revision and the previous one is brought back to full size out of traffic, so an undo needs
+no new pods.
 """
 
 from __future__ import annotations
 
 from zdr.api import Phase, ServiceRole
 from zdr.plan.common import (
-    ALL_REVISIONS,
     Context,
     Decision,
     Targets,
     approach,
+    forward_main,
+    keep_for_services,
     max_surge,
     max_unavailable,
     serving,
+    settle_shared,
 )
 
 
-def plan_rolling(ctx: Context) -> Decision:
+def _ceiling(ctx: Context) -> int:
     params = ctx.spec.strategy.effective_rolling_update
     replicas = ctx.replicas
     surge = max_surge(params.max_surge, replicas)
-    unavailable = max_unavailable(params.max_unavailable, replicas)
-    if surge == 0 and unavailable == 0:
+    if surge == 0 and max_unavailable(params.max_unavailable, replicas) == 0:
         surge = 1  # both rounded to 0: keep capacity and replace one pod at a time
-    floor = replicas - unavailable
-    services: Targets = {ServiceRole.MAIN: ALL_REVISIONS}
-    update = ctx.update
+    return replicas + surge
 
-    if ctx.paused and ctx.in_rollout:
+
+def plan_rolling(ctx: Context) -> Decision:
+    replicas = ctx.replicas
+    floor = ctx.floor
+    update = ctx.update
+    if not ctx.in_rollout:
+        return settle_shared(ctx, ceiling=_ceiling(ctx), services={})
+    services: Targets = {ServiceRole.MAIN: forward_main(ctx)}
+
+    if ctx.paused:
         return Decision(
             replicas=ctx.hold(),
             services=services,
@@ -44,13 +57,16 @@ def plan_rolling(ctx: Context) -> Decision:
             floor=floor,
         )
 
-    old = [name for name in ctx.others()] + ([ctx.stable] if ctx.stable and ctx.stable != update else [])
-    old = [name for name in old if name in ctx.observed.revisions]
-    targets = {update: replicas, **{name: 0 for name in old}}
+    stable = ctx.stable
+    assert stable is not None
+    old = [name for name in ctx.others() if name in ctx.observed.revisions]
+    if stable in ctx.observed.revisions:
+        old.append(stable)
+    targets = {update: replicas, **{name: keep_for_services(ctx, services, name) for name in old}}
     desired = approach(
         ctx.observed.revisions,
         targets,
-        ceiling=replicas + surge,
+        ceiling=_ceiling(ctx),
         floor=floor,
         scale_up_order=[update],
         scale_down_order=[*old, update],
@@ -58,34 +74,33 @@ def plan_rolling(ctx: Context) -> Decision:
 
     new = ctx.rev(update)
     new_serving = serving(new)
-    old_left = [name for name in old if desired[name] > 0 or ctx.rev(name).replicas > 0]
-    stable = ctx.stable
-    if new_serving >= replicas and all(desired[name] == 0 for name in old) and stable != update:
-        if stable is not None:
-            ctx.retire(stable)
-        stable = update
-    complete = stable == update and new_serving >= replicas and not old_left
-    phase: Phase
-    if complete:
-        message = f"{ctx.describe(update)} serves {replicas}/{replicas} pods"
-        phase = "Healthy"
-    elif stable == update and not old_left:
-        message = f"waiting for pods of {ctx.describe(update)} to serve: {new_serving}/{replicas}"
-        phase = "Progressing"
-    else:
-        old_pods = sum(max(desired[name], ctx.rev(name).replicas) for name in old)
-        message = (
-            f"rolling out {ctx.describe(update)}: {new_serving}/{replicas} new pods serve, "
-            f"{old_pods} old pods left"
+    if new_serving >= replicas:
+        # Every new pod serves: the update revision is stable. The previous one keeps what it has
+        # now when it is to be kept warm (settle_shared takes over from the next pass).
+        ctx.retire(stable)
+        if ctx.warm_window > 0:
+            desired[stable] = ctx.rev(stable).spec_replicas
+        return Decision(
+            replicas=desired,
+            services=services,
+            stable=update,
+            phase="Progressing",
+            message=f"{ctx.describe(update)} serves {replicas}/{replicas} pods; retiring {ctx.describe(stable)}",
+            complete=False,
+            floor=floor,
         )
-        phase = "Progressing"
+    old_pods = sum(max(desired[name], ctx.rev(name).replicas) for name in old)
+    phase: Phase = "Progressing"
     return Decision(
         replicas=desired,
         services=services,
         stable=stable,
         phase=phase,
-        message=message,
-        complete=complete,
+        message=(
+            f"rolling out {ctx.describe(update)}: {new_serving}/{replicas} new pods serve, "
+            f"{old_pods} old pods left"
+        ),
+        complete=False,
         floor=floor,
     )
 

@@ -73,6 +73,13 @@ class ObservedRevision:
     """Container restarts summed over the revision's pods (for health gates)."""
     crash_looping: int = 0
     """Pods with a container waiting in CrashLoopBackOff (for health gates)."""
+    most_restarts: int = 0
+    """The most container restarts of any one pod (its containers' restartCount summed)."""
+    unready_since: datetime | None = None
+    """Since when the longest-unready pod (not terminating) has not been ready: its Ready condition's
+    lastTransitionTime, or its creation when it has none. None: every pod is ready."""
+    restarted_at: str | None = None
+    """The ``zdr.io/restartedAt`` annotation of the Deployment's pod template (set by ``restart``)."""
     ready_endpoints: Mapping[ServiceRole, int] = field(default_factory=dict)
     """Per Service role: ready endpoints that are pods of this revision."""
 
@@ -149,6 +156,9 @@ class Plan:
     """Owned Services the strategy no longer uses (e.g. after a strategy change)."""
     status: ZeroDowntimeRolloutStatus = field(default_factory=ZeroDowntimeRolloutStatus)
     """The complete new status."""
+    restarts: Mapping[str, str] = field(default_factory=dict)
+    """Per revision: the ``zdr.io/restartedAt`` value its Deployment's pod template must carry (a
+    changed value makes the Deployment replace its pods one at a time). Unlisted: left as it is."""
     events: tuple[Event, ...] = ()
     requeue_after: float | None = None
     """Seconds after which to plan again although nothing changed (a pause, a delay or a deadline
@@ -157,4 +167,4 @@ class Plan:
     @property
     def touches_nothing(self) -> bool:
         """True when no child is created, scaled, switched or deleted."""
-        return not (self.replicas or self.delete or self.services or self.delete_services)
+        return not (self.replicas or self.delete or self.services or self.delete_services or self.restarts)

@@ -7,9 +7,13 @@
   above it now; a scale-down can take away at most the ready pods it removes (a ReplicaSet
   removes not-ready pods first);
 - ceiling (RollingUpdate, Canary): a plan creates new pods only while the pods that exist (or
-  are requested) plus the new ones stay within ``replicas + maxSurge``;
+  are requested) plus the new ones stay within ``replicas + maxSurge``. Exempt, up to
+  ``replicas`` pods each: the revision a revert moves traffic to (the stable one of an abort,
+  the one an undo goes to, a re-applied template that was stable before) and a replaced stable
+  revision kept warm out of traffic (MAIN selects another revision alone);
 - Services: a Service is moved to a revision only if every pod of that revision serves (or
-  the Service serves nothing now), and a revision a pinned Service selects keeps pods.
+  the Service serves nothing now), and a revision a pinned Service selects keeps pods;
+- abort and undo: the revision they leave is never scaled up and no Service is moved to it.
 """
 
 from __future__ import annotations
@@ -94,16 +98,31 @@ def violations(spec: dict[str, Any], observed: Observed, plan: Plan) -> list[str
             desired = plan.replicas.get(main.revision, rev.spec_replicas)
             if desired < min(rev.spec_replicas, parsed.replicas):
                 found.append(f"active revision {main.revision} scaled down to {desired} while selected")
+    exempt = _exempt(observed, plan)
     if ceiling is not None:
         before = 0
         created = 0
         for name in set(observed.revisions) | set(plan.replicas):
             rev = observed.revisions.get(name)
             pods = max(rev.spec_replicas, rev.replicas) if rev else 0
+            wanted = plan.replicas.get(name, pods)
+            if name in exempt:
+                if wanted > max(pods, parsed.replicas):
+                    found.append(f"ceiling: {name} (reverted to or kept warm) planned at {wanted} pods")
+                continue
             before += pods
-            created += max(0, plan.replicas.get(name, pods) - pods)
+            created += max(0, wanted - pods)
         if created and before + created > ceiling:
             found.append(f"ceiling: {created} new pods on top of {before}, above {ceiling}")
+    left = _left(plan)
+    if left is not None:
+        rev = observed.revisions.get(left)
+        now = rev.spec_replicas if rev else 0
+        if plan.replicas.get(left, now) > now:
+            found.append(f"revision {left} scaled up although the rollout left it")
+        for role, target in plan.services.items():
+            if target.revision == left and observed.target(role) != target:
+                found.append(f"{role.value} Service moved to {left}, which the rollout left")
     for role, target in plan.services.items():
         current = observed.target(role)
         if target == current or target.revision is None:
@@ -135,3 +154,32 @@ def violations(spec: dict[str, Any], observed: Observed, plan: Plan) -> list[str
         if name in plan.delete:
             found.append(f"revision {name} deleted while a Service selects it")
     return found
+
+
+def _left(plan: Plan) -> str | None:
+    """The template's revision while an abort or an undo keeps traffic away from it."""
+    status = plan.status
+    if status.abort is not None and status.abort.revision == status.update_revision:
+        return status.update_revision
+    if status.rollback is not None and status.rollback.revision != status.update_revision:
+        return status.update_revision
+    return None
+
+
+def _exempt(observed: Observed, plan: Plan) -> set[str]:
+    """Revisions allowed above the surge ceiling (see the module docstring)."""
+    status = plan.status
+    exempt: set[str] = set()
+    if status.abort is not None and status.stable_revision is not None:
+        exempt.add(status.stable_revision)
+    if status.rollback is not None:
+        exempt.add(status.rollback.revision)
+    update = status.revision_record(status.update_revision)
+    if update is not None and update.retired_at is not None and status.stable_revision != update.name:
+        exempt.add(update.name)
+    main = plan.services.get(ServiceRole.MAIN, observed.target(ServiceRole.MAIN))
+    if main is not None and main.revision is not None:
+        for record in status.revisions:
+            if record.retired_at is not None and record.name != main.revision:
+                exempt.add(record.name)
+    return exempt

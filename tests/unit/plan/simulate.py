@@ -133,6 +133,23 @@ class Cluster:
             last = result.status.phase
         raise AssertionError(f"not {until} after {limit} steps: {self.status.phase}: {self.status.message}")
 
+    def wait(self, spec: dict[str, Any], seconds: int, **kwargs: Any) -> Plan:
+        """Step for ``seconds`` simulated seconds (one per tick)."""
+        result = self.step(spec, **kwargs)
+        for _ in range(seconds - 1):
+            result = self.step(spec, **kwargs)
+        return result
+
+
+def pods_in_traffic(observed: Observed) -> int:
+    """Pods (existing or requested) of the revisions the MAIN Service selects."""
+    main = observed.target(ServiceRole.MAIN)
+    return sum(
+        pods(rev)
+        for name, rev in observed.revisions.items()
+        if main is None or main.revision is None or main.revision == name
+    )
+
 
 def template(image: str = "example/web:1", *, probe: bool = True, ports: bool = True) -> dict[str, Any]:
     container: dict[str, Any] = {"name": "web", "image": image}

@@ -7,8 +7,9 @@ from datetime import timedelta
 from typing import Any
 
 from simulate import START, Cluster, make_spec, template
-from zdr.api import ALL_REVISIONS, Command, ServiceRole, ZeroDowntimeRolloutStatus
+from zdr.api import ALL_REVISIONS, Command, ServiceRole, ZeroDowntimeRolloutStatus, parse_spec
 from zdr.plan import Observed, ObservedRevision, ObservedService, plan
+from zdr.revision import revision_hash
 
 
 def deployed(spec: dict[str, Any] | None = None, **kwargs: Any) -> Cluster:
@@ -84,23 +85,44 @@ def test_kstatus_conditions_through_a_rollout() -> None:
     assert result.status.selector == "app=web"
 
 
-def test_progress_deadline_reports_stalled_once() -> None:
+def test_progress_deadline_aborts_a_stuck_rollout() -> None:
     spec = make_spec(3, image="example/web:2", progressDeadlineSeconds=60)
     cluster = deployed(make_spec(3, progressDeadlineSeconds=60))
-    result = cluster.step(spec)
-    new = result.update_revision
-    assert new is not None
+    old = cluster.status.stable_revision
+    new = revision_hash(parse_spec(spec))
     cluster.broken.add(new)
+    result = cluster.step(spec)
     assert result.requeue_after is not None and result.requeue_after <= 60
-    deadline_events = []
+    aborted = []
     for _ in range(80):
         result = cluster.step(spec, seconds=1)
-        deadline_events += [e for e in result.events if e.reason == "ProgressDeadlineExceeded"]
-    assert result.status.phase == "Degraded"
+        aborted += [e for e in result.events if e.reason == "RolloutAborted"]
+        assert cluster.serving() == 3  # the old revision serves throughout
+    assert result.status.phase == "Aborted"
     stalled = result.status.condition("Stalled")
     assert stalled is not None and stalled.status == "True" and stalled.reason == "ProgressDeadlineExceeded"
-    assert len(deadline_events) == 1 and deadline_events[0].type == "Warning"
-    assert cluster.serving() == 3  # the old revision still serves
+    ready = result.status.condition("Ready")
+    assert ready is not None and ready.status == "False"
+    assert len(aborted) == 1 and aborted[0].type == "Warning"
+    assert "no progress for 60s" in aborted[0].message
+    assert result.status.abort is not None and result.status.abort.completed_at is not None
+    assert cluster.revisions[new].spec == 0 and cluster.revisions[old].spec == 3
+    assert result.requeue_after is None
+
+
+def test_progress_deadline_of_a_first_deployment_reports_stalled_once() -> None:
+    spec = make_spec(3, progressDeadlineSeconds=30)
+    cluster = Cluster()
+    cluster.broken.add(revision_hash(parse_spec(spec)))
+    events = []
+    for _ in range(50):
+        result = cluster.step(spec)
+        events += [e for e in result.events if e.reason == "ProgressDeadlineExceeded"]
+    assert result.status.phase == "Degraded"
+    stalled = result.status.condition("Stalled")
+    assert stalled is not None and stalled.reason == "ProgressDeadlineExceeded"
+    assert len(events) == 1 and events[0].type == "Warning"
+    assert result.status.abort is None  # nothing to go back to
 
 
 def test_pause_and_resume_commands() -> None:
@@ -157,7 +179,9 @@ def test_revision_history_limit_deletes_the_oldest_idle_revisions() -> None:
     cluster = Cluster(ready_after=1)
     names = []
     for image in ["a:1", "a:2", "a:3", "a:4", "a:5"]:
-        cluster.run(make_spec(2, image=image, revisionHistoryLimit=2))
+        spec = make_spec(2, image=image, revisionHistoryLimit=2)
+        cluster.run(spec)
+        cluster.wait(spec, 40)  # past the warm window
         names.append(cluster.status.stable_revision)
     assert set(cluster.revisions) == set(names[-3:])
     assert [r.name for r in cluster.status.revisions] == names[-3:]

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from invariants import violations
 from simulate import START, Cluster, make_spec
-from zdr.api import ALL_REVISIONS, ServiceRole, ZeroDowntimeRolloutStatus, parse_spec
+from zdr.api import ALL_REVISIONS, ServiceRole, ServiceTarget, ZeroDowntimeRolloutStatus, parse_spec
 from zdr.plan import Observed, ObservedRevision, ObservedService, plan
 from zdr.revision import revision_hash
 
@@ -15,9 +15,10 @@ OLD = "0000000old"
 
 
 def rolling(
-    replicas: int = 4, surge: int | str = "25%", unavailable: int | str = 0, **extra: Any
+    replicas: int = 4, surge: int | str = "25%", unavailable: int | str = 0, delay: int = 30, **extra: Any
 ) -> dict[str, Any]:
-    strategy = {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": surge, "maxUnavailable": unavailable}}
+    params = {"maxSurge": surge, "maxUnavailable": unavailable, "scaleDownDelaySeconds": delay}
+    strategy = {"type": "RollingUpdate", "rollingUpdate": params}
     return make_spec(replicas, image="example/web:2", strategy=strategy, **extra)
 
 
@@ -73,8 +74,10 @@ NEW = revision_hash(parse_spec(rolling()))
         (rolling(surge="100%"), rev(OLD, 4), None, {OLD: 4, NEW: 4}),
         # broken old pods may always be removed; serving ones only when replaced
         (rolling(), rev(OLD, 4, ready=2), rev(NEW, 1), {OLD: 2, NEW: 1}),
-        # almost done
-        (rolling(), rev(OLD, 1), rev(NEW, 4), {OLD: 0, NEW: 4}),
+        # almost done: every new pod serves; the old pod stays, to be kept warm for rollback
+        (rolling(), rev(OLD, 1), rev(NEW, 4), {OLD: 1, NEW: 4}),
+        # ... or goes without a warm standby
+        (rolling(delay=0), rev(OLD, 1), rev(NEW, 4), {OLD: 0, NEW: 4}),
         # both percentages round to zero on one replica: one surge pod at a time
         (rolling(1, surge="0%", unavailable="10%"), rev(OLD, 1), None, {OLD: 1, NEW: 1}),
     ],
@@ -122,7 +125,15 @@ def test_a_whole_rollout_keeps_capacity_and_finishes() -> None:
     status = cluster.status
     assert status.stable_revision == status.update_revision != first
     assert [r.revision for r in status.revisions] == [1, 2]
-    assert cluster.revisions[first].spec == 0  # kept for rollback
+    assert first is not None
+    # The previous revision is kept warm out of traffic for scaleDownDelaySeconds, then goes to 0
+    # (the Deployment is kept for rollback).
+    cluster.wait(spec, 5)
+    assert cluster.revisions[first].spec == 4
+    assert cluster.services[ServiceRole.MAIN] == ServiceTarget(status.stable_revision)
+    cluster.wait(spec, 35)
+    assert cluster.revisions[first].spec == 0
+    assert cluster.services[ServiceRole.MAIN] == ALL_REVISIONS
     reasons = [e.reason for p in cluster.plans for e in p.events]
     assert {"RolloutStarted", "ScaledUp", "ScaledDown", "RevisionPromoted", "RolloutCompleted"} <= set(
         reasons
@@ -149,7 +160,9 @@ def test_new_template_mid_rollout_drains_the_superseded_revision() -> None:
             break
     third = cluster.status.stable_revision
     assert third not in (first, second)
-    assert cluster.revisions[first].spec == 0 and cluster.revisions[second].spec == 0
+    assert cluster.revisions[second].spec == 0
+    cluster.wait(v3, 35)  # the previous stable revision, warm for the window
+    assert cluster.revisions[first].spec == 0
     assert cluster.revisions[third].spec == 4
     assert min(cluster.serving() for _ in [0]) >= 4
 
