@@ -980,3 +980,26 @@ def test_verdict() -> None:
     assert verdict(obj(2, observedGeneration=2, phase="Degraded")).state == "failed"
     assert verdict(obj(2, observedGeneration=2, phase="Aborted")).state == "failed"
     assert verdict(obj(2, observedGeneration=2, phase="Paused")).state == "waiting"
+
+
+def test_plan_assumes_analysis_checks_pass() -> None:
+    doc = example("canary.yaml")
+    doc["spec"]["strategy"]["canary"]["steps"] = [
+        {"setWeight": 25},
+        {
+            "analysis": {
+                "checks": [{"name": "errors", "interval": "5s", "count": 3, "http": {"path": "/healthz"}}]
+            }
+        },
+        {"setWeight": 50},
+    ]
+    doc["spec"]["analysis"] = {
+        "checks": [{"name": "latency", "interval": "10s", "http": {"path": "/metrics"}}]
+    }
+    sim = offline_simulation(doc)
+    assert_capacity_kept(sim)
+    actions = [r.action for r in sim.rows]
+    assert "step 2/3 analysis: measures errors 3x every 5s (assumed to pass)" in actions
+    assert sim.notes == [
+        "analysis checks are assumed to pass every measurement: latency (background), errors (step 2)"
+    ]

@@ -705,6 +705,8 @@ def print_simulation(console: Console, sim: Simulation) -> None:
         )
     console.print(table)
     console.print(Text(capacity_summary(sim)))
+    for note in sim.notes:
+        console.print(Text(f"note: {note}", style="dim"))
     style = "green" if sim.healthy else ("cyan" if sim.outcome.startswith("Paused") else "red")
     console.print(Text(f"result: {sim.outcome}", style=style))
 
@@ -724,6 +726,7 @@ def simulation_json(sim: Simulation) -> dict[str, Any]:
         "start": sim.start,
         "outcome": sim.outcome,
         "healthy": sim.healthy,
+        "notes": sim.notes,
         "floor": sim.floor,
         "steps": [
             {

@@ -36,7 +36,7 @@ from zdr.api import (
     ZeroDowntimeRolloutStatus,
     parse_status,
 )
-from zdr.plan import Observed, ObservedRevision, ObservedService, Plan, ServiceTarget, plan
+from zdr.plan import Observed, ObservedRevision, ObservedService, Plan, ServiceTarget, checks, plan
 from zdr.plan.common import main_serving, max_surge, max_unavailable
 from zdr.revision import revision_hash
 
@@ -69,6 +69,8 @@ class Simulation:
     healthy: bool = False
     floor: int = 0
     """Serving pods the strategy promises to keep (the Available minimum)."""
+    notes: list[str] = field(default_factory=list)
+    """What the simulation assumed beyond the model (analysis checks passing)."""
 
     @property
     def lowest_serving(self) -> int:
@@ -229,6 +231,9 @@ def simulate(
     now = (now or datetime.now(UTC)).replace(microsecond=0)
     current = status if isinstance(status, ZeroDowntimeRolloutStatus) else parse_status(status)
     sim = Simulation(name=name, spec=spec, start=start, floor=serving_floor(spec))
+    assumed = _assumed_checks(spec)
+    if assumed:
+        sim.notes.append("analysis checks are assumed to pass every measurement: " + ", ".join(assumed))
     update = revision_hash(spec)
     model = _Model.from_observed(observed, now)
     numbers = {r.name: r.revision for r in current.revisions}
@@ -248,6 +253,7 @@ def simulate(
     announced: set[tuple[str, int | None]] = set()
     idle = 0
     for _ in range(MAX_TICKS):
+        current = assume_checks_pass(spec, current, now)
         result = plan(spec, current, observed, now)
         if result.spec is None:
             sim.outcome = f"refused: {result.status.message}"
@@ -318,6 +324,39 @@ def simulate(
         now += timedelta(seconds=1)
     sim.outcome = f"not settled after {MAX_TICKS} plans: {current.message}"
     return sim
+
+
+def assume_checks_pass(
+    spec: ZeroDowntimeRolloutSpec, status: ZeroDowntimeRolloutStatus, now: datetime
+) -> ZeroDowntimeRolloutStatus:
+    """``status`` with a passing measurement in every analysis result that is due (as the operator
+    records a real one before it plans)."""
+    results = list(status.analysis)
+    changed = False
+    for i, result in enumerate(results):
+        check = checks.definition(spec, result.step, result.name)
+        if check is None or not checks.is_due(result, check, now):
+            continue
+        changed = True
+        results[i] = result.model_copy(
+            update={
+                "measurements": result.measurements + 1,
+                "successes": result.successes + 1,
+                "message": "assumed to pass (plan)",
+                "last_measured_at": now,
+                "last_success_at": now,
+            }
+        )
+    return status.model_copy(update={"analysis": results}) if changed else status
+
+
+def _assumed_checks(spec: ZeroDowntimeRolloutSpec) -> list[str]:
+    names = [f"{c.name} (background)" for c in spec.analysis.checks or []]
+    if spec.strategy.type == "Canary":
+        for i, step in enumerate(spec.strategy.effective_canary.steps or []):
+            if step.analysis is not None:
+                names += [f"{c.name} (step {i + 1})" for c in step.analysis.checks]
+    return names
 
 
 def _same(a: ZeroDowntimeRolloutStatus, b: ZeroDowntimeRolloutStatus) -> bool:
@@ -408,8 +447,10 @@ def _step_name(status: ZeroDowntimeRolloutStatus, steps: list[CanaryStep]) -> st
         what = f"setWeight {step.set_weight}"
     elif step.pause is not None and step.pause.duration is not None:
         what = f"pause {step.pause.duration}"
-    else:
+    elif step.pause is not None:
         what = "pause"
+    else:
+        what = "analysis"
     return f"step {index + 1}/{len(steps)} {what}"
 
 
@@ -427,6 +468,12 @@ def _wait_text(
     label: Any,
 ) -> str:
     strategy = spec.strategy
+    index = status.current_step_index
+    if index is not None and index < len(steps) and steps[index].analysis is not None:
+        analysis = steps[index].analysis
+        assert analysis is not None
+        wanted = ", ".join(f"{c.name} {c.count}x every {c.interval}" for c in analysis.checks)
+        return f"{_step_name(status, steps)}: measures {wanted} (assumed to pass)"
     if reason == "CanaryPauseStep":
         return _step_name(status, steps) or f"pause {_seconds_text(seconds)}"
     if status.phase == "Healthy":
