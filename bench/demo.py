@@ -92,7 +92,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         console.print(f"[yellow]note: another zdr operator is running ({other.split(':')[0]})[/yellow]")
 
     app = App(replicas=args.replicas, drain="2s", pre_stop_seconds=3)
-    params: dict[str, Any] = {"scale_down_delay": 5} if args.strategy == "BlueGreen" else {}
+    params: dict[str, Any] = {"scale_down_delay": 5}
     target = ZdrTarget(kube, NAMESPACE, NAME, app, args.strategy, **params)
     log = LOGS / "zdr-demo-operator.log"
     console.rule(f"[bold]zdr demo: {args.strategy} of {args.replicas} pods under live traffic")

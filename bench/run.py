@@ -71,7 +71,8 @@ class Config:
     pre_stop_seconds: int = 3
     hold_seconds: float = 2.0
     """Traffic kept before the undo and after the rollback."""
-    blue_green_scale_down_delay: int = 10
+    scale_down_delay: int = 10
+    """zdr keeps the previous revision warm this long after a rollout (fast undo)."""
     rollout_timeout: float = 180.0
 
     @property
@@ -118,23 +119,18 @@ def make_target(kube: Kube, scenario: str, cfg: Config) -> tuple[Target, str]:
         return DeploymentTarget(kube, ns, "web", app, readiness=True, pre_stop=cfg.pre_stop_seconds), (
             f"Deployment, readiness probe, preStop sleep {cfg.pre_stop_seconds}s"
         )
+    delay = cfg.scale_down_delay
     if scenario == "zdr-rolling":
-        return ZdrTarget(
-            kube, ns, "web", app, "RollingUpdate"
-        ), "zdr RollingUpdate, maxSurge 1, maxUnavailable 0"
+        return ZdrTarget(kube, ns, "web", app, "RollingUpdate", scale_down_delay=delay), (
+            f"zdr RollingUpdate, maxSurge 1, maxUnavailable 0, scaleDownDelay {delay}s"
+        )
     if scenario == "zdr-bluegreen":
-        return ZdrTarget(
-            kube,
-            ns,
-            "web",
-            app,
-            "BlueGreen",
-            auto_promotion=True,
-            scale_down_delay=cfg.blue_green_scale_down_delay,
-        ), f"zdr BlueGreen, autoPromotion, scaleDownDelay {cfg.blue_green_scale_down_delay}s"
+        return ZdrTarget(kube, ns, "web", app, "BlueGreen", auto_promotion=True, scale_down_delay=delay), (
+            f"zdr BlueGreen, autoPromotion, scaleDownDelay {delay}s"
+        )
     if scenario == "zdr-canary":
-        return ZdrTarget(kube, ns, "web", app, "Canary", canary_steps=CANARY_STEPS, scale_down_delay=2), (
-            "zdr Canary, 25% / pause 2s / 50% / pause 2s, maxSurge 1"
+        return ZdrTarget(kube, ns, "web", app, "Canary", canary_steps=CANARY_STEPS, scale_down_delay=delay), (
+            f"zdr Canary, 25% / pause 2s / 50% / pause 2s, maxSurge 1, scaleDownDelay {delay}s"
         )
     raise ValueError(f"unknown scenario {scenario!r}; choose from {', '.join(SCENARIOS)}")
 

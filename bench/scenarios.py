@@ -80,6 +80,8 @@ class App:
     """DRAIN: after SIGTERM the app serves this long (answering ``Connection: close``)."""
     pre_stop_seconds: int = 3
     grace_seconds: int = 30
+    env: tuple[tuple[str, str], ...] = ()
+    """Extra environment, e.g. (("REDIS_ADDR", "10.88.0.1:6390"),)."""
 
 
 def container(version: str, app: App, *, readiness: bool = True, pre_stop: int | None = None) -> Json:
@@ -92,6 +94,7 @@ def container(version: str, app: App, *, readiness: bool = True, pre_stop: int |
             {"name": "VERSION", "value": version},
             {"name": "DRAIN", "value": app.drain},
             {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+            *({"name": k, "value": v} for k, v in app.env),
         ],
     }
     if readiness:
@@ -116,10 +119,15 @@ def rollout_body(
     scale_down_delay: int = 3,
     canary_steps: Sequence[Json] | None = None,
     max_surge: int = 1,
+    session_affinity: str = "None",
 ) -> Json:
     strat: Json = {"type": strategy}
     if strategy == "RollingUpdate":
-        strat["rollingUpdate"] = {"maxSurge": max_surge, "maxUnavailable": 0}
+        strat["rollingUpdate"] = {
+            "maxSurge": max_surge,
+            "maxUnavailable": 0,
+            "scaleDownDelaySeconds": scale_down_delay,
+        }
     elif strategy == "BlueGreen":
         strat["blueGreen"] = {"autoPromotion": auto_promotion, "scaleDownDelaySeconds": scale_down_delay}
     else:
@@ -139,7 +147,10 @@ def rollout_body(
         "metadata": {"name": name},
         "spec": {
             "replicas": app.replicas,
-            "service": {"ports": [{"name": "http", "port": 80, "targetPort": 8080}]},
+            "service": {
+                "ports": [{"name": "http", "port": 80, "targetPort": 8080}],
+                "sessionAffinity": session_affinity,
+            },
             "drain": {
                 "preStopSeconds": app.pre_stop_seconds,
                 "terminationGracePeriodSeconds": app.grace_seconds,
@@ -794,6 +805,39 @@ class EventRecorder:
                 out.append((round(o.t - last_gate.t, 4), last_gate.what, o.what))
                 last_gate = None
         return out
+
+
+class PodTerminations:
+    """Polls the pods of a namespace and records when each was first seen terminating
+    (``deletionTimestamp`` set), in seconds after ``epoch``."""
+
+    def __init__(self, kube: Kube, ns: str, epoch: float, interval: float = 0.1) -> None:
+        self.kube, self.ns, self.epoch, self.interval = kube, ns, epoch, interval
+        self.terminating: dict[str, float] = {}
+        self.seen: set[str] = set()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="pod-terminations", daemon=True)
+
+    def _run(self) -> None:
+        core = client.CoreV1Api(self.kube.new_api())
+        deadline = time.monotonic() + 1800
+        while not self._stop.is_set() and time.monotonic() < deadline:
+            with contextlib.suppress(Exception):
+                pods = json.loads(core.list_namespaced_pod(self.ns, _preload_content=False).data)["items"]
+                now = time.monotonic() - self.epoch
+                for p in pods:
+                    name = p["metadata"]["name"]
+                    self.seen.add(name)
+                    if p["metadata"].get("deletionTimestamp") and name not in self.terminating:
+                        self.terminating[name] = now
+            self._stop.wait(self.interval)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -15,27 +15,35 @@ seen: the probers do catch a careless rollout.
 
 from __future__ import annotations
 
+import http.client
+import itertools
 import json
+import socket
+import subprocess
+import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from bench.prober import Record, Summary, Traffic, summarize
+from bench.prober import Record, Summary, Traffic, check_target, summarize
 from bench.scenarios import (
     App,
     DeploymentTarget,
     EventRecorder,
     Kube,
+    PodTerminations,
+    Strategy,
     Target,
     ZdrTarget,
     describe_failures,
     operator_log_tail,
     summarize_events,
     versions_after,
+    wait_for,
     wait_serving,
 )
 
@@ -239,4 +247,236 @@ def test_negative_control_plain_deployment_drops_requests(kube: Kube, namespace:
     )
     print(
         f"  negative control: {s.failed} failed requests ({s.errors}), {s.ws_abnormal} abnormal WebSocket ends"
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Sessions: carts in Redis survive every strategy; ClientIP affinity holds until the pod drains
+# ---------------------------------------------------------------------------------------------
+BRIDGE_IP = "10.88.0.1"
+"""The host's address on the pod bridge: pods reach the host's Redis there."""
+
+
+@pytest.fixture(scope="module")
+def redis_addr(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Debian's redis-server on the host, listening only on the pod bridge, no persistence."""
+    with socket.socket() as s:
+        s.bind((BRIDGE_IP, 0))
+        port = s.getsockname()[1]
+    workdir = tmp_path_factory.mktemp("redis")
+    log = workdir / "redis.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [
+                "redis-server",
+                "--bind",
+                BRIDGE_IP,
+                "--port",
+                str(port),
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--protected-mode",
+                "no",
+                "--dir",
+                str(workdir),
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+
+    def up() -> bool:
+        try:
+            with socket.create_connection((BRIDGE_IP, port), timeout=0.5) as c:
+                c.sendall(b"PING\r\n")
+                return c.recv(16).startswith(b"+PONG")
+        except OSError:
+            return False
+
+    try:
+        wait_for("redis-server to answer", up, timeout=15)
+        yield f"{BRIDGE_IP}:{port}"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+@dataclass
+class CartReply:
+    t: float
+    status: int | None
+    error: str | None
+    items: list[str]
+    expected: list[str]
+    version: str
+    pod: str
+
+
+class CartClient(threading.Thread):
+    """One shopper: adds an item every ``interval`` seconds through the Service, holding its cookie,
+    on a new connection each time; every answer must show the whole cart so far."""
+
+    def __init__(self, host: str, name: str, epoch: float, interval: float = 0.1, limit: int = 3000) -> None:
+        super().__init__(name=f"cart-{name}", daemon=True)
+        self.host, self.label, self.epoch, self.interval, self.limit = host, name, epoch, interval, limit
+        self.cookie: str | None = None
+        self.added: list[str] = []
+        self.replies: list[CartReply] = []
+        self.stop = threading.Event()
+
+    def request(self, method: str, path: str) -> tuple[int, dict[str, Any], str | None]:
+        conn = http.client.HTTPConnection(check_target(self.host), 80, timeout=3)
+        try:
+            headers = {
+                "Connection": "close",
+                **({"Cookie": f"zdr_session={self.cookie}"} if self.cookie else {}),
+            }
+            conn.request(method, path, headers=headers)
+            resp = conn.getresponse()
+            body = resp.read()
+            cookie = None
+            for header in resp.headers.get_all("Set-Cookie") or []:
+                if header.startswith("zdr_session="):
+                    cookie = header.split(";", 1)[0].split("=", 1)[1]
+            return resp.status, (json.loads(body) if resp.status == 200 else {}), cookie
+        finally:
+            conn.close()
+
+    def run(self) -> None:
+        start = time.monotonic()
+        for i in range(self.limit):
+            if self.stop.is_set():
+                break
+            item = f"{self.label}-{i}"
+            t = time.monotonic() - self.epoch
+            expected = [*self.added, item]
+            try:
+                status, body, cookie = self.request("POST", f"/cart?item={item}")
+            except OSError as exc:
+                self.replies.append(CartReply(t, None, type(exc).__name__, [], expected, "", ""))
+            else:
+                if status == 200:
+                    self.added.append(item)
+                    self.cookie = self.cookie or cookie
+                self.replies.append(
+                    CartReply(
+                        t,
+                        status,
+                        None if status == 200 else f"http {status}",
+                        list(body.get("items") or []),
+                        expected,
+                        str(body.get("version", "")),
+                        str(body.get("pod", "")),
+                    )
+                )
+            self.stop.wait(max(0.0, start + (i + 1) * self.interval - time.monotonic()))
+
+    def final_cart(self) -> list[str]:
+        status, body, _ = self.request("GET", "/cart")
+        assert status == 200, f"GET /cart answered {status}"
+        return list(body.get("items") or [])
+
+
+def run_carts(
+    kube: Kube, target: ZdrTarget, shoppers: int, interval: float, terminations: bool = False
+) -> tuple[list[CartClient], float, float, PodTerminations | None]:
+    target.create("v1")
+    target.wait_complete("v1", timeout=90)
+    ip = kube.cluster_ip(target.ns, target.service)
+    wait_serving(ip, "v1")
+    epoch = time.monotonic()
+    watcher = PodTerminations(kube, target.ns, epoch) if terminations else None
+    if watcher:
+        watcher.start()
+    clients = [CartClient(ip, f"s{i}", epoch, interval) for i in range(shoppers)]
+    try:
+        for c in clients:
+            c.start()
+        time.sleep(1.0)
+        t_change = time.monotonic() - epoch
+        target.set_version("v2")
+        target.wait_complete("v2", timeout=120)
+        t_done = time.monotonic() - epoch
+        time.sleep(1.0)
+    finally:
+        for c in clients:
+            c.stop.set()
+        for c in clients:
+            c.join(timeout=10)
+        if watcher:
+            watcher.stop()
+    return clients, t_change, t_done, watcher
+
+
+def cart_params(strategy: str) -> dict[str, Any]:
+    if strategy == "BlueGreen":
+        return {"scale_down_delay": 3}
+    if strategy == "Canary":
+        steps = [
+            {"setWeight": 25},
+            {"pause": {"duration": "2s"}},
+            {"setWeight": 50},
+            {"pause": {"duration": "2s"}},
+        ]
+        return {"canary_steps": steps, "scale_down_delay": 2}
+    return {}
+
+
+@pytest.mark.parametrize("strategy", ["RollingUpdate", "BlueGreen", "Canary"])
+def test_carts_in_redis_survive_the_rollout(
+    strategy: Strategy, kube: Kube, namespace: str, op_log: tuple[Path, int], redis_addr: str
+) -> None:
+    app = replace(APP, env=(("REDIS_ADDR", redis_addr),))
+    target = ZdrTarget(kube, namespace, "cart", app, strategy, **cart_params(strategy))
+    clients, t_change, t_done, _ = run_carts(kube, target, shoppers=4, interval=0.1)
+    total = 0
+    for c in clients:
+        bad = [r for r in c.replies if r.error or r.items != r.expected]
+        assert not bad, (
+            f"{c.label}: {len(bad)} of {len(c.replies)} cart answers failed or showed a different cart, "
+            f"first: {bad[0]}\noperator log:\n{operator_log_tail(*op_log)}"
+        )
+        assert c.final_cart() == c.added, f"{c.label}: the cart after the rollout differs from what was added"
+        versions = {r.version for r in c.replies}
+        assert versions == {"v1", "v2"}, f"{c.label} was served by {versions} only"
+        total += len(c.replies)
+    pods = {r.pod for c in clients for r in c.replies}
+    print(
+        f"\n{strategy}: {total} cart writes by {len(clients)} sessions over {len(pods)} pods, "
+        f"rollout {t_done - t_change:.1f}s, every cart intact"
+    )
+
+
+def test_client_ip_affinity_holds_until_the_pod_drains(
+    kube: Kube, namespace: str, op_log: tuple[Path, int], redis_addr: str
+) -> None:
+    app = replace(APP, env=(("REDIS_ADDR", redis_addr),))
+    target = ZdrTarget(kube, namespace, "sticky", app, "RollingUpdate", session_affinity="ClientIP")
+    clients, t_change, t_done, watcher = run_carts(kube, target, shoppers=1, interval=0.05, terminations=True)
+    assert watcher is not None
+    replies = clients[0].replies
+    bad = [r for r in replies if r.error or r.items != r.expected]
+    assert not bad, f"{len(bad)} cart answers failed, first: {bad[0]}"
+    segments: list[tuple[str, float]] = []  # (pod, first send time)
+    for r in replies:
+        if not segments or segments[-1][0] != r.pod:
+            segments.append((r.pod, r.t))
+    pods = [p for p, _ in segments]
+    assert len(pods) == len(set(pods)), f"the client came back to a pod it had left: {pods}"
+    assert len(segments) >= 2, f"the client never moved although every v1 pod was replaced: {pods}"
+    # A client moves only once its pod has left service (terminating); 0.3 s covers the polling.
+    for (old, _), (new, t_new) in itertools.pairwise(segments):
+        left = watcher.terminating.get(old)
+        assert left is not None and left <= t_new + 0.3, (
+            f"moved from {old} to {new} at t={t_new:.2f}s, but {old} was "
+            + ("never seen terminating" if left is None else f"seen terminating only at t={left:.2f}s")
+        )
+    assert replies[-1].version == "v2"
+    print(
+        f"\nClientIP: {len(replies)} requests, pods in order: "
+        + " -> ".join(
+            f"{p} (from t={t:.1f}s, terminating at {watcher.terminating.get(p, float('nan')):.1f}s)"
+            for p, t in segments
+        )
     )
