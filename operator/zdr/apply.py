@@ -18,7 +18,15 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from zdr import log
-from zdr.api import API_VERSION, GROUP, KIND, PLURAL, VERSION, ZeroDowntimeRolloutSpec
+from zdr.api import (
+    API_VERSION,
+    GROUP,
+    KIND,
+    PLURAL,
+    RESTARTED_AT_ANNOTATION,
+    VERSION,
+    ZeroDowntimeRolloutSpec,
+)
 from zdr.observe import Children
 from zdr.plan.types import Event, Plan
 from zdr.revision import build_deployment, build_service, deployment_name, service_selector
@@ -111,6 +119,20 @@ class Applier:
                     f"scale deployment {current['metadata']['name']} "
                     f"{current['spec'].get('replicas', 0)}->{replicas}"
                 )
+        for revision, restarted_at in plan.restarts.items():
+            current = children.deployments.get(revision)
+            if current is None:
+                continue
+            template_meta = current["spec"].get("template", {}).get("metadata") or {}
+            if (template_meta.get("annotations") or {}).get(RESTARTED_AT_ANNOTATION) == restarted_at:
+                continue
+            # The one edit of a revision's Deployment besides its size: a new restartedAt makes it
+            # replace its pods one at a time (maxSurge 1, maxUnavailable 0), a new pod ready first.
+            patch = {"spec": {"template": {"metadata": {"annotations": {RESTARTED_AT_ANNOTATION: restarted_at}}}}}
+            self.apps.patch_namespaced_deployment(
+                current["metadata"]["name"], namespace, patch, field_manager=FIELD_MANAGER
+            )
+            self.writes.append(f"restart deployment {current['metadata']['name']} at {restarted_at}")
 
     def _services(
         self, rollout: Mapping[str, Any], plan: Plan, spec: ZeroDowntimeRolloutSpec, children: Children

@@ -88,12 +88,14 @@ def observe(
     most_restarts: dict[str, int] = {}
     crash_looping: dict[str, int] = {}
     unready_since: dict[str, datetime] = {}
+    terminating: dict[str, int] = {}
     live_pods: dict[str, list[Json]] = {}
     for p in pods:
         rev = pod_revision[p["metadata"]["name"]]
         if rev is None or not _owned_pod(p, deployments.get(rev)):
             continue
         if p["metadata"].get("deletionTimestamp"):
+            terminating[rev] = terminating.get(rev, 0) + 1
             continue
         live_pods.setdefault(rev, []).append(p)
         statuses = p.get("status", {}).get("containerStatuses") or []
@@ -137,6 +139,7 @@ def observe(
             crash_looping=crash_looping.get(rev, 0),
             most_restarts=most_restarts.get(rev, 0),
             unready_since=unready_since.get(rev),
+            terminating=terminating.get(rev, 0),
             restarted_at=((d["spec"].get("template") or {}).get("metadata") or {})
             .get("annotations", {})
             .get(RESTARTED_AT_ANNOTATION),

@@ -1,4 +1,5 @@
-"""One reconcile of one rollout: observe the cluster, then let the pure planner decide."""
+"""One reconcile of one rollout: observe the cluster, take the analysis measurements that are due,
+then let the pure planner decide."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ from typing import Any
 
 from kubernetes import client
 
-from zdr.api import SpecError, parse_spec
+from zdr import analysis
+from zdr.api import SpecError, ZeroDowntimeRolloutStatus, parse_spec, parse_status
 from zdr.observe import Children, observe
 from zdr.plan import Plan, plan
 
@@ -20,4 +22,10 @@ def decide(api: client.ApiClient, rollout: Mapping[str, Any], now: datetime) -> 
     except SpecError:
         spec = None  # the planner refuses it and touches nothing; observing still fills status
     observed, children = observe(api, rollout, spec)
-    return plan(raw_spec, rollout.get("status"), observed, now), children
+    status: Mapping[str, Any] | ZeroDowntimeRolloutStatus | None = rollout.get("status")
+    if spec is not None:
+        meta = rollout["metadata"]
+        status = analysis.measure(
+            spec, parse_status(rollout.get("status")), children, namespace=meta["namespace"], rollout=meta["name"], now=now
+        )
+    return plan(raw_spec, status, observed, now), children

@@ -457,7 +457,7 @@ def _decide(ctx: Context) -> Decision:
         # counts, and it decided little: a pass that makes progress is not overdue).
         ctx.records, ctx.events = records, events
         deadline = ctx.spec.progress_deadline_seconds
-        _abort(ctx, "ProgressDeadlineExceeded", f"no progress for {deadline}s: {decision.message}")
+        _abort(ctx, "ProgressDeadlineExceeded", f"no progress for {deadline}s (progressDeadlineSeconds) at: {decision.message}")
         assert ctx.stable is not None
         return plan_revert(ctx, Revert(ctx.stable, "abort"))
     return decision

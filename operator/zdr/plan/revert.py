@@ -116,8 +116,14 @@ def plan_revert(ctx: Context, revert: Revert) -> Decision:
 
     t = ctx.rev(target)
     target_serving = serving(t)
-    left_pods = sum(max(desired[name], ctx.rev(name).replicas) for name in others if name not in warm)
-    done = new_stable == target and target_serving >= replicas and left_pods == 0
+    left_pods = sum(
+        max(desired[name], ctx.rev(name).replicas, ctx.rev(name).terminating) for name in others if name not in warm
+    )
+    record = ctx.abort if revert.kind == "abort" else ctx.rollback if revert.kind == "undo" else None
+    completed = record is not None and record.completed_at is not None
+    # Done: the target serves every replica and no other revision has a pod left, not even one
+    # draining. Once done, a revision drained later (a warm one after its window) changes nothing.
+    done = completed or (new_stable == target and target_serving >= replicas and left_pods == 0)
     return _decision(ctx, revert, desired, services, new_stable, done, target_serving, left_pods, warm, requeue)
 
 
@@ -148,10 +154,12 @@ def _decision(
     where = ctx.describe(target)
     moving = f"{target_serving}/{replicas} pods of {where} serve"
     if left_pods:
-        moving += f", {left_pods} pods of other revisions left"
+        moving += f", {left_pods} pods of other revisions left (draining included)"
     kept = ""
     if warm:
         kept = "; kept warm: " + ", ".join(ctx.describe(name) for name in warm)
+    elif done and left_pods:
+        kept = f"; draining {left_pods} pods of other revisions"
     phase: Phase
     stalled: tuple[str, str] | None = None
     if revert.kind == "abort":

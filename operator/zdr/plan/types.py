@@ -78,6 +78,8 @@ class ObservedRevision:
     unready_since: datetime | None = None
     """Since when the longest-unready pod (not terminating) has not been ready: its Ready condition's
     lastTransitionTime, or its creation when it has none. None: every pod is ready."""
+    terminating: int = 0
+    """Pods being deleted (draining: they may still answer requests that were on their way)."""
     restarted_at: str | None = None
     """The ``zdr.io/restartedAt`` annotation of the Deployment's pod template (set by ``restart``)."""
     ready_endpoints: Mapping[ServiceRole, int] = field(default_factory=dict)
