@@ -808,18 +808,23 @@ class EventRecorder:
 
 
 class PodTerminations:
-    """Polls the pods of a namespace and records when each was first seen terminating
-    (``deletionTimestamp`` set), in seconds after ``epoch``."""
+    """Polls a namespace and records, in seconds after ``epoch``, when each pod was first seen
+    terminating (``deletionTimestamp`` set) and, for ``service``, when a pod that was a ready endpoint
+    stopped being one (it left service: terminating, not ready, or no longer selected)."""
 
-    def __init__(self, kube: Kube, ns: str, epoch: float, interval: float = 0.1) -> None:
-        self.kube, self.ns, self.epoch, self.interval = kube, ns, epoch, interval
+    def __init__(
+        self, kube: Kube, ns: str, epoch: float, service: str | None = None, interval: float = 0.1
+    ) -> None:
+        self.kube, self.ns, self.epoch, self.service, self.interval = kube, ns, epoch, service, interval
         self.terminating: dict[str, float] = {}
-        self.seen: set[str] = set()
+        self.left_service: dict[str, float] = {}
+        self._ready: set[str] = set()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="pod-terminations", daemon=True)
 
     def _run(self) -> None:
-        core = client.CoreV1Api(self.kube.new_api())
+        api = self.kube.new_api()
+        core, discovery = client.CoreV1Api(api), client.DiscoveryV1Api(api)
         deadline = time.monotonic() + 1800
         while not self._stop.is_set() and time.monotonic() < deadline:
             with contextlib.suppress(Exception):
@@ -827,9 +832,24 @@ class PodTerminations:
                 now = time.monotonic() - self.epoch
                 for p in pods:
                     name = p["metadata"]["name"]
-                    self.seen.add(name)
                     if p["metadata"].get("deletionTimestamp") and name not in self.terminating:
                         self.terminating[name] = now
+                if self.service:
+                    resp = discovery.list_namespaced_endpoint_slice(
+                        self.ns,
+                        label_selector=f"kubernetes.io/service-name={self.service}",
+                        _preload_content=False,
+                    )
+                    now = time.monotonic() - self.epoch
+                    ready = {
+                        (ep.get("targetRef") or {}).get("name", "")
+                        for sl in json.loads(resp.data)["items"]
+                        for ep in sl.get("endpoints") or []
+                        if (ep.get("conditions") or {}).get("ready")
+                    }
+                    for name in self._ready - ready:
+                        self.left_service.setdefault(name, now)
+                    self._ready = ready
             self._stop.wait(self.interval)
 
     def start(self) -> None:

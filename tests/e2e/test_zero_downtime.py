@@ -11,6 +11,12 @@ away came from v2.
 The negative control rolls a plain Deployment without readiness probe and without preStop, of
 an app that stops at once on SIGTERM, under the same traffic, and asserts that failures are
 seen: the probers do catch a careless rollout.
+
+Sessions: with the host's redis-server (listening on the pod bridge only) as the test app's
+cart store, shoppers holding their session cookie add items through the Service during a
+rollout of each strategy; every answer must show the whole cart so far, and the cart must be
+intact afterwards. With ``sessionAffinity: ClientIP`` a client must stay on its pod until that
+pod leaves the Service, and never return to a pod it left.
 """
 
 from __future__ import annotations
@@ -386,7 +392,7 @@ def run_carts(
     ip = kube.cluster_ip(target.ns, target.service)
     wait_serving(ip, "v1")
     epoch = time.monotonic()
-    watcher = PodTerminations(kube, target.ns, epoch) if terminations else None
+    watcher = PodTerminations(kube, target.ns, epoch, service=target.service) if terminations else None
     if watcher:
         watcher.start()
     clients = [CartClient(ip, f"s{i}", epoch, interval) for i in range(shoppers)]
@@ -465,18 +471,21 @@ def test_client_ip_affinity_holds_until_the_pod_drains(
     pods = [p for p, _ in segments]
     assert len(pods) == len(set(pods)), f"the client came back to a pod it had left: {pods}"
     assert len(segments) >= 2, f"the client never moved although every v1 pod was replaced: {pods}"
-    # A client moves only once its pod has left service (terminating); 0.3 s covers the polling.
+    # A client moves only once its pod has left the Service (terminating, or deselected while the
+    # previous revision is kept warm); 0.3 s covers the polling.
     for (old, _), (new, t_new) in itertools.pairwise(segments):
-        left = watcher.terminating.get(old)
+        left = watcher.left_service.get(old)
         assert left is not None and left <= t_new + 0.3, (
-            f"moved from {old} to {new} at t={t_new:.2f}s, but {old} was "
-            + ("never seen terminating" if left is None else f"seen terminating only at t={left:.2f}s")
+            f"moved from {old} to {new} at t={t_new:.2f}s, but {old} "
+            + ("never left the Service" if left is None else f"left the Service only at t={left:.2f}s")
+            + f" (terminating from t={watcher.terminating.get(old, float('nan')):.2f}s)"
         )
     assert replies[-1].version == "v2"
     print(
-        f"\nClientIP: {len(replies)} requests, pods in order: "
+        f"\nClientIP: {len(replies)} requests, rollout {t_done - t_change:.1f}s, pods in order: "
         + " -> ".join(
-            f"{p} (from t={t:.1f}s, terminating at {watcher.terminating.get(p, float('nan')):.1f}s)"
+            f"{p} (from t={t:.1f}s, left the Service t={watcher.left_service.get(p, float('nan')):.1f}s, "
+            f"terminating t={watcher.terminating.get(p, float('nan')):.1f}s)"
             for p, t in segments
         )
     )
