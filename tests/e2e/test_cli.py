@@ -10,6 +10,7 @@ import re
 import signal
 import subprocess
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -223,6 +224,78 @@ def test_other_commands_report_the_operators_answer(
         assert out.returncode == 1 and out.stderr.strip() == f"error: {line}"
 
 
+def test_abort_then_retry_a_blue_green_rollout(zdr: Rollouts, namespace: str) -> None:
+    manifest = rollout("shop", blue_green(auto=False))
+    zdr.create(manifest)
+    blue = zdr.wait_phase("shop", "Healthy")["stableRevision"]
+    zdr.update_spec("shop", with_version(manifest, "v2")["spec"])
+    green = zdr.wait_phase("shop", "Paused", timeout=90)["updateRevision"]
+
+    out = cli("abort", "shop", "-n", namespace)
+    assert out.returncode == 0, out.stderr
+    assert (
+        f"Accepted: abort of revision 2 ({green}): all traffic goes back to revision 1 ({blue})" in out.stdout
+    )
+    status = cli("status", "shop", "-n", namespace, "--timeout", "60s")
+    assert status.returncode == 1
+    assert f'"shop" in namespace "{namespace}" failed: Aborted: aborted revision 2 ({green})' in status.stderr
+    kube.wait_until("the aborted revision to be scaled down", lambda: not zdr.pods("shop", green), timeout=60)
+    assert zdr.service_selector("shop")["zdr.io/revision"] == blue
+    tree = cli("get", "shop", "-n", namespace).stdout
+    assert "BlueGreen  Aborted" in tree.splitlines()[0]
+    assert f"revision 1  {blue}  stable" in tree and f"revision 2  {green}  update" in tree
+
+    out = cli("retry", "shop", "-n", namespace)
+    assert out.returncode == 0, out.stderr
+    assert f"Accepted: retrying revision 2 ({green})" in out.stdout
+    zdr.wait_phase("shop", "Paused", timeout=90)
+    assert cli("promote", "shop", "-n", namespace).returncode == 0
+    done = cli("status", "shop", "-n", namespace, "--timeout", "90s")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert zdr.service_selector("shop")["zdr.io/revision"] == green
+
+
+def test_undo_a_finished_rolling_update(zdr: Rollouts, namespace: str) -> None:
+    manifest = rollout("web", ROLLING)
+    zdr.create(manifest)
+    first = zdr.wait_phase("web", "Healthy")["stableRevision"]
+    zdr.update_spec("web", with_version(manifest, "v2")["spec"])
+    second = zdr.wait_phase("web", "Healthy", timeout=120)["stableRevision"]
+
+    out = cli("undo", "web", "--to-revision", "7", "-n", namespace)
+    assert out.returncode == 1
+    assert out.stderr.strip().endswith("Rejected: no revision 7 (known: 1, 2)")
+
+    out = cli("undo", "web", "-n", namespace)
+    assert out.returncode == 0, out.stderr
+    assert f"Accepted: rolling back to revision 1 ({first}); spec.template is left as it is" in out.stdout
+    zdr.wait_only("web", {"v1"}, timeout=60)
+    st = zdr.wait_phase("web", "Degraded", timeout=60)
+    assert st["stableRevision"] == first and st["updateRevision"] == second
+    status = cli("status", "web", "-n", namespace, "--timeout", "30s")
+    assert status.returncode == 1
+    assert f"failed: Degraded: rolled back to revision 1 ({first})" in status.stderr
+    assert f"revision 1  {first}  stable" in cli("get", "web", "-n", namespace).stdout
+
+
+def test_restart_replaces_every_pod(zdr: Rollouts, namespace: str) -> None:
+    zdr.create(rollout("web", ROLLING))
+    revision = zdr.wait_phase("web", "Healthy")["stableRevision"]
+    before = {p.metadata.name for p in zdr.pods("web")}
+    out = cli("restart", "web", "-n", namespace)
+    assert out.returncode == 0, out.stderr
+    assert f"Accepted: replacing every pod of revision 1 ({revision}), one at a time" in out.stdout
+
+    def replaced() -> bool:
+        pods = zdr.pods("web")
+        ready = [p for p in pods if all(c.ready for c in p.status.container_statuses or [])]
+        return len(ready) == 3 and not {p.metadata.name for p in pods} & before
+
+    kube.wait_until("every pod to be replaced", replaced, timeout=120)
+    done = cli("status", "web", "-n", namespace, "--timeout", "60s")
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
 def test_plan_starts_from_the_rollout_in_the_cluster(zdr: Rollouts, namespace: str, tmp_path: Path) -> None:
     manifest = rollout("web", ROLLING)
     zdr.create(manifest)
@@ -255,8 +328,9 @@ def test_errors_for_unknown_names_namespaces_and_an_unreachable_cluster(
         == 'error: zerodowntimerollout "nope" not found: namespace "no-such-namespace" does not exist\n'
     )
 
-    zdr.create(rollout("web", ROLLING))
-    out = cli("get", "web", "-n", "default")
+    lonely = f"lonely-{uuid.uuid4().hex[:6]}"
+    zdr.create(rollout(lonely, ROLLING))
+    out = cli("get", lonely, "-n", "default")
     assert out.returncode == 1
     assert f"(it exists in namespace {namespace}: add -n {namespace})" in out.stderr
 
@@ -264,7 +338,7 @@ def test_errors_for_unknown_names_namespaces_and_an_unreachable_cluster(
     config["clusters"][0]["cluster"]["server"] = "https://127.0.0.1:1"
     bad = tmp_path / "unreachable.yaml"
     bad.write_text(yaml.safe_dump(config))
-    for args in (["get", "web"], ["status", "web"], ["abort", "web"]):
+    for args in (["get", lonely], ["status", lonely], ["abort", lonely]):
         out = cli(*args, "-n", namespace, KUBECONFIG=str(bad))
         assert out.returncode == 1
         assert out.stderr == (
