@@ -100,6 +100,7 @@ class Result:
     rollback_all_s: float | None = None
     rollback_complete_s: float | None = None
     reactions_s: list[float] = field(default_factory=list)
+    reactions_skipped: dict[str, int] = field(default_factory=dict)
     prober_rate: dict[str, float] = field(default_factory=dict)
     prober_lag_p99_ms: dict[str, float | None] = field(default_factory=dict)
     marks: dict[str, float] = field(default_factory=dict)
@@ -202,7 +203,9 @@ def measure(result: Result, records: list[Record], recorder: EventRecorder) -> N
     result.rollback_all_s = round(every - m["undo"], 2) if every is not None else 0.0
     result.rollback_complete_s = round(m["undo_complete"] - m["undo"], 2)
     if result.scenario.startswith("zdr-"):
-        result.reactions_s = [r[0] for r in recorder.reactions()]
+        samples, skipped = recorder.reactions()
+        result.reactions_s = [r[0] for r in samples]
+        result.reactions_skipped = skipped
     for mode, ms in whole.modes.items():
         result.prober_rate[mode] = round(ms.rate, 1)
         result.prober_lag_p99_ms[mode] = ms.lag_p99_ms
@@ -239,8 +242,13 @@ def table(results: Sequence[Result]) -> str:
 def reaction_stats(results: Sequence[Result]) -> dict[str, Any]:
     samples = [s for r in results for s in r.reactions_s]
     p50, p99 = percentile(samples, 50), percentile(samples, 99)
+    skipped: dict[str, int] = {}
+    for r in results:
+        for k, v in r.reactions_skipped.items():
+            skipped[k] = skipped.get(k, 0) + v
     return {
         "samples": len(samples),
+        "left_out": skipped,
         "p50_ms": None if p50 is None else round(p50 * 1000, 1),
         "p99_ms": None if p99 is None else round(p99 * 1000, 1),
         "max_ms": round(max(samples) * 1000, 1) if samples else None,
@@ -260,7 +268,9 @@ def markdown(results: Sequence[Result], cfg: Config, reaction: dict[str, Any], w
         f"{table(results)}\n\n"
         f"Operator reaction latency (a new pod listed as a ready endpoint -> the operator's next Deployment or "
         f"Service write, seen by watches): p50 {_num(reaction['p50_ms'])} ms, p99 {_num(reaction['p99_ms'])} ms "
-        f"over {reaction['samples']} gates.\n"
+        f"over {reaction['samples']} gates (left out: {reaction['left_out'].get('timer', 0)} writes more than 5 s "
+        f"after a gate, i.e. timed waits; {reaction['left_out'].get('same_pass', 0)} writes of the same reconcile "
+        "pass as the Service write that caused the gate).\n"
     )
 
 

@@ -792,19 +792,39 @@ class EventRecorder:
         if before is not None and before != selector:
             self._note("write", f"switch service {name} -> {selector}")
 
-    def reactions(self, since: float = 0.0, until: float = float("inf")) -> list[tuple[float, str, str]]:
-        """(seconds, gate, write) for every write that is the first one after the latest gate before it."""
+    def reactions(
+        self, since: float = 0.0, until: float = float("inf"), cap: float = 5.0, same_pass: float = 0.05
+    ) -> tuple[list[tuple[float, str, str]], dict[str, int]]:
+        """Reaction samples ``(seconds, gate, write)``, and the counts of candidates left out.
+
+        A candidate is the first write after the latest gate before it. Left out: ``timer``, a write
+        more than ``cap`` seconds after the gate (a pause, a scale-down delay: the operator waited on a
+        clock, not on the gate); ``same_pass``, a gate that the operator's own Service write caused
+        (within ``same_pass`` seconds after it) followed within ``same_pass`` seconds by another write
+        of that same reconcile pass.
+        """
         with self._lock:
             obs = sorted((o for o in self.observations if since <= o.t <= until), key=lambda o: o.t)
-        out = []
+        out: list[tuple[float, str, str]] = []
+        skipped = {"timer": 0, "same_pass": 0}
         last_gate: Observation | None = None
+        last_write: Observation | None = None
         for o in obs:
             if o.kind == "gate":
                 last_gate = o
-            elif last_gate is not None:
-                out.append((round(o.t - last_gate.t, 4), last_gate.what, o.what))
+                continue
+            if last_gate is not None:
+                dt = o.t - last_gate.t
+                caused = last_write is not None and last_gate.t - last_write.t < same_pass
+                if dt > cap:
+                    skipped["timer"] += 1
+                elif caused and dt < same_pass:
+                    skipped["same_pass"] += 1
+                else:
+                    out.append((round(dt, 4), last_gate.what, o.what))
                 last_gate = None
-        return out
+            last_write = o
+        return out, skipped
 
 
 class PodTerminations:
