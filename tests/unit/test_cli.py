@@ -1003,3 +1003,35 @@ def test_plan_assumes_analysis_checks_pass() -> None:
     assert sim.notes == [
         "analysis checks are assumed to pass every measurement: latency (background), errors (step 2)"
     ]
+
+
+def test_plan_shows_a_pending_restart() -> None:
+    spec = parse_spec(example("rolling.yaml")["spec"])
+    current = revision_hash(spec)
+    observed = Observed(
+        generation=1,
+        revisions={
+            current: ObservedRevision(
+                name=current,
+                spec_replicas=4,
+                replicas=4,
+                ready_replicas=4,
+                available_replicas=4,
+                updated_replicas=4,
+                ready_endpoints={ServiceRole.MAIN: 4},
+            )
+        },
+        services={ServiceRole.MAIN: ObservedService(name="web", target=ServiceTarget())},
+        command=build_command("restart", now=NOW),
+    )
+    status = {
+        "stableRevision": current,
+        "updateRevision": current,
+        "phase": "Healthy",
+        "revisions": [{"name": current, "revision": 3, "createdAt": "2026-01-01T10:00:00Z"}],
+    }
+    sim = simulate("web", spec, status, observed, start="x", now=NOW)
+    assert sim.healthy, sim.outcome
+    actions = [r.action for r in sim.rows]
+    assert "restart rev 3: its Deployment replaces one pod at a time" in actions
+    assert all(r.min_serving == 4 for r in sim.rows)

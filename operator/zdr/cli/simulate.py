@@ -145,6 +145,8 @@ class _Model:
     services: dict[ServiceRole, ServiceTarget | None]
     generation: int
     command: Command | None = None
+    restarted: dict[str, str] = field(default_factory=dict)
+    """The restartedAt annotation of each revision's pod template."""
 
     @classmethod
     def from_observed(cls, observed: Observed, now: datetime) -> _Model:
@@ -154,6 +156,9 @@ class _Model:
             services={role: svc.target for role, svc in observed.services.items()},
             generation=observed.generation,
             command=observed.command,
+            restarted={
+                name: rev.restarted_at for name, rev in observed.revisions.items() if rev.restarted_at
+            },
         )
 
     def apply(self, result: Plan, now: datetime) -> None:
@@ -168,6 +173,7 @@ class _Model:
             self.services[role] = target
         for role in result.delete_services:
             self.services.pop(role, None)
+        self.restarted.update(result.restarts)
 
     def observe(self) -> Observed:
         revisions = {}
@@ -185,6 +191,7 @@ class _Model:
                 available_replicas=size,
                 updated_replicas=size,
                 created_at=self.created[name],
+                restarted_at=self.restarted.get(name),
                 ready_endpoints=endpoints,
             )
         services = {role: ObservedService(name=role.value, target=t) for role, t in self.services.items()}
@@ -429,6 +436,9 @@ def _actions(result: Plan, before: Observed, label: Any, strategy: str) -> list[
         where = "every revision" if target.revision is None else label(target.revision)
         verb = "create" if role not in before.services else "switch"
         actions.append(f"{verb} {_service_word(role, strategy)} → {where}")
+    for name, value in sorted(result.restarts.items()):
+        if before.revision(name).restarted_at != value:
+            actions.append(f"restart {label(name)}: its Deployment replaces one pod at a time")
     for name in result.delete:
         actions.append(f"delete {label(name)} (revisionHistoryLimit)")
     for role in result.delete_services:
