@@ -135,13 +135,12 @@ WaitTimeoutOpt = Annotated[
 # ---------------------------------------------------------------------------------------------
 # Output and errors
 # ---------------------------------------------------------------------------------------------
-def _console(stderr: bool = False) -> Console:
-    """A console on the current stdout/stderr; wide enough for a tree or table in CI logs."""
-    stream = sys.stderr if stderr else sys.stdout
+def _console() -> Console:
+    """A console on the current stdout, wide enough for a tree or table in CI logs."""
     width = None
-    if not stream.isatty() and "COLUMNS" not in os.environ:
+    if not sys.stdout.isatty() and "COLUMNS" not in os.environ:
         width = 160
-    return Console(file=stream, width=width, highlight=False, soft_wrap=False)
+    return Console(file=sys.stdout, width=width, highlight=False, soft_wrap=False)
 
 
 def _error(message: str) -> None:

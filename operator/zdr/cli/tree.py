@@ -142,7 +142,7 @@ def header(rollout: Mapping[str, Any], now: datetime) -> Text:
     steps = ((spec.get("strategy") or {}).get("canary") or {}).get("steps") or []
     index = status.get("currentStepIndex")
     if strategy == "Canary" and isinstance(index, int):
-        text.append(f"  step {min(index + 1, len(steps))}/{len(steps)}" if steps else "  step -")
+        text.append(f"  step {index + 1}/{len(steps)}" if index < len(steps) else "  steps done")
     weight = status.get("canaryWeight")
     if weight is not None:
         text.append(f"  weight {weight}%")
