@@ -25,7 +25,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TypeVar
@@ -54,6 +54,13 @@ TESTAPP_IMAGE = "zdr.local/testapp:dev"
 Strategy = Literal["RollingUpdate", "BlueGreen", "Canary"]
 T = TypeVar("T")
 Json = dict[str, Any]
+
+
+def raw_json(call: Callable[..., Any], *args: Any, **kwargs: Any) -> Json:
+    """Calls a kubernetes client method without model deserialization and returns the JSON body."""
+    resp: Any = call(*args, _preload_content=False, **kwargs)
+    body: Json = json.loads(resp.data)
+    return body
 
 
 def wait_for(what: str, check: Callable[[], T | None], timeout: float, interval: float = 0.2) -> T:
@@ -277,8 +284,8 @@ class Kube:
 
     # rollouts --------------------------------------------------------------------------------
     def rollout(self, ns: str, name: str) -> Json:
-        obj: Json = self.custom.get_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, name)
-        return obj
+        obj: Any = self.custom.get_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, name)
+        return dict(obj)
 
     def create_rollout(self, ns: str, body: Json) -> None:
         self.custom.create_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, body)
@@ -297,8 +304,7 @@ class Kube:
         return cid
 
     def pods(self, ns: str, selector: str) -> list[Json]:
-        resp = self.core.list_namespaced_pod(ns, label_selector=selector, _preload_content=False)
-        items: list[Json] = json.loads(resp.data)["items"]
+        items: list[Json] = raw_json(self.core.list_namespaced_pod, ns, label_selector=selector)["items"]
         return items
 
     def ready_endpoints(self, ns: str, service: str) -> dict[str, str]:
@@ -309,26 +315,28 @@ class Kube:
         ready: dict[str, str] = {}
         for s in slices.items:
             for ep in s.endpoints or []:
-                if ep.conditions and ep.conditions.ready and ep.target_ref is not None:
+                if ep.conditions and ep.conditions.ready and ep.target_ref is not None and ep.target_ref.name:
                     ready[ep.target_ref.name] = ep.addresses[0]
         return ready
 
     def cluster_ip(self, ns: str, service: str) -> str:
-        ip: str = self.core.read_namespaced_service(service, ns).spec.cluster_ip
-        return check_target(ip)
+        spec = self.core.read_namespaced_service(service, ns).spec
+        return check_target(str(spec.cluster_ip if spec else ""))
 
     # deployments -----------------------------------------------------------------------------
     def create(self, ns: str, body: Json) -> None:
+        obj: Any = body
         if body["kind"] == "Deployment":
-            self.apps.create_namespaced_deployment(ns, body)
+            self.apps.create_namespaced_deployment(ns, obj)
         elif body["kind"] == "Service":
-            self.core.create_namespaced_service(ns, body)
+            self.core.create_namespaced_service(ns, obj)
         else:
             raise ValueError(body["kind"])
 
     def set_deployment_version(self, ns: str, name: str, version: str) -> None:
-        dep = self.apps.read_namespaced_deployment(name, ns, _preload_content=False)
-        containers = json.loads(dep.data)["spec"]["template"]["spec"]["containers"]
+        containers = raw_json(self.apps.read_namespaced_deployment, name, ns)["spec"]["template"]["spec"][
+            "containers"
+        ]
         patch = {"spec": {"template": {"spec": {"containers": with_version(containers, version)}}}}
         self.apps.patch_namespaced_deployment(name, ns, patch)
 
@@ -548,15 +556,13 @@ class DeploymentTarget(Target):
         self.kube.kubectl("-n", self.ns, "rollout", "undo", f"deployment/{self.name}")
 
     def _deployment(self) -> Json:
-        resp = self.kube.apps.read_namespaced_deployment(self.name, self.ns, _preload_content=False)
-        dep: Json = json.loads(resp.data)
-        return dep
+        return raw_json(self.kube.apps.read_namespaced_deployment, self.name, self.ns)
 
     def complete(self) -> bool:
         """What ``kubectl rollout status`` waits for."""
         d = self._deployment()
         st, want = d.get("status") or {}, d["spec"]["replicas"]
-        return (
+        return bool(
             st.get("observedGeneration", 0) >= d["metadata"]["generation"]
             and st.get("updatedReplicas", 0) == want
             and st.get("replicas", 0) == want
@@ -721,7 +727,7 @@ class EventRecorder:
         while not self._stop.is_set() and time.monotonic() < deadline:
             try:
                 if version is None:
-                    listed = json.loads(list_fn(self.ns, _preload_content=False).data)
+                    listed = raw_json(list_fn, self.ns)
                     for obj in listed.get("items") or []:
                         handler("INITIAL", obj)
                     version = listed["metadata"]["resourceVersion"]
@@ -848,22 +854,22 @@ class PodTerminations:
         deadline = time.monotonic() + 1800
         while not self._stop.is_set() and time.monotonic() < deadline:
             with contextlib.suppress(Exception):
-                pods = json.loads(core.list_namespaced_pod(self.ns, _preload_content=False).data)["items"]
+                pods = raw_json(core.list_namespaced_pod, self.ns)["items"]
                 now = time.monotonic() - self.epoch
                 for p in pods:
                     name = p["metadata"]["name"]
                     if p["metadata"].get("deletionTimestamp") and name not in self.terminating:
                         self.terminating[name] = now
                 if self.service:
-                    resp = discovery.list_namespaced_endpoint_slice(
+                    slices = raw_json(
+                        discovery.list_namespaced_endpoint_slice,
                         self.ns,
                         label_selector=f"kubernetes.io/service-name={self.service}",
-                        _preload_content=False,
                     )
                     now = time.monotonic() - self.epoch
                     ready = {
                         (ep.get("targetRef") or {}).get("name", "")
-                        for sl in json.loads(resp.data)["items"]
+                        for sl in slices["items"]
                         for ep in sl.get("endpoints") or []
                         if (ep.get("conditions") or {}).get("ready")
                     }
@@ -916,7 +922,7 @@ def describe_failures(records: Sequence[Record], limit: int = 15) -> str:
         if (r.get("kind") == "http" and r.get("error")) or (r.get("kind") == "ws" and r.get("abnormal"))
     ]
     lines = []
-    for r in sorted(bad, key=lambda r: float(r.get("t_send", r.get("t", 0.0))))[:limit]:
+    for r in sorted(bad, key=lambda r: float(r.get("t_send", r.get("t")) or 0.0))[:limit]:
         if r["kind"] == "http":
             lines.append(
                 f"  t={r['t_send']:.3f}s {r['mode']} {r['error']} latency={r['latency_ms']}ms "
@@ -943,11 +949,3 @@ def operator_log_tail(log: Path, since_bytes: int = 0, lines: int = 60) -> str:
 
 def summarize_events(observations: Sequence[Observation], since: float, until: float) -> str:
     return "\n".join(f"  t={o.t:.3f}s {o.kind}: {o.what}" for o in observations if since <= o.t <= until)
-
-
-def print_flush(*parts: object) -> None:
-    print(*parts, flush=True)
-
-
-def annotations(mapping: Mapping[str, float | None]) -> dict[str, float]:
-    return {k: v for k, v in mapping.items() if v is not None}
