@@ -74,14 +74,28 @@ def plan_revert(ctx: Context, revert: Revert) -> Decision:
     fallbacks = [stable] if stable is not None and stable != target else []
     full = _fully_serves(ctx, target)
 
+    def aim(role: ServiceRole) -> ServiceTarget | None:
+        current = observed.target(role)
+        if full or current is None:
+            return choose_target(observed, role, pinned, fallbacks)
+        if (
+            role == ServiceRole.MAIN
+            and current.is_all
+            and stable is not None
+            and stable != target
+            and _fully_serves(ctx, stable)
+        ):
+            return ServiceTarget(stable)  # T's new pods come up out of traffic
+        return current
+
     services: Targets = {}
     if ctx.shares_main and full and not any(holds_pods(ctx, name) for name in others):
         services[ServiceRole.MAIN] = ALL_REVISIONS
     else:
-        services[ServiceRole.MAIN] = choose_target(observed, ServiceRole.MAIN, pinned, fallbacks)
+        services[ServiceRole.MAIN] = aim(ServiceRole.MAIN)
     for role in ctx.spec.service_roles:
         if role != ServiceRole.MAIN:
-            services[role] = choose_target(observed, role, pinned, fallbacks)
+            services[role] = aim(role)
     main = services[ServiceRole.MAIN]
     switched = full and (main == pinned or (main is not None and main.is_all and ctx.shares_main))
 

@@ -13,7 +13,9 @@
   revision kept warm out of traffic (MAIN selects another revision alone);
 - Services: a Service is moved to a revision only if every pod of that revision serves (or
   the Service serves nothing now), and a revision a pinned Service selects keeps pods;
-- abort and undo: the revision they leave is never scaled up and no Service is moved to it.
+- abort and undo: the revision they leave is never scaled up and no Service is moved to it
+  (except, while it is still the stable revision, MAIN narrowed to it from every pod of the
+  rollout, so the target's pods come up out of traffic).
 """
 
 from __future__ import annotations
@@ -121,7 +123,8 @@ def violations(spec: dict[str, Any], observed: Observed, plan: Plan) -> list[str
         if plan.replicas.get(left, now) > now:
             found.append(f"revision {left} scaled up although the rollout left it")
         for role, target in plan.services.items():
-            if target.revision == left and observed.target(role) != target:
+            narrowing = plan.status.stable_revision == left  # it serves until the target takes over
+            if target.revision == left and observed.target(role) != target and not narrowing:
                 found.append(f"{role.value} Service moved to {left}, which the rollout left")
     for role, target in plan.services.items():
         current = observed.target(role)

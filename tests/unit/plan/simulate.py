@@ -43,6 +43,11 @@ class Cluster:
     services: dict[ServiceRole, ServiceTarget | None] = field(default_factory=dict)
     endpoints: dict[str, dict[ServiceRole, int]] = field(default_factory=dict)
     broken: set[str] = field(default_factory=set)
+    crashing: set[str] = field(default_factory=set)
+    """Revisions whose pods crash: never ready, in CrashLoopBackOff from their second tick, one
+    restart every two ticks."""
+    restarted: dict[str, str] = field(default_factory=dict)
+    """The restartedAt annotation each revision's Deployment carries."""
     now: datetime = START
     status: ZeroDowntimeRolloutStatus = field(default_factory=ZeroDowntimeRolloutStatus)
     plans: list[Plan] = field(default_factory=list)
@@ -52,6 +57,8 @@ class Cluster:
         revisions = {}
         for name, rev in self.revisions.items():
             ready = sum(1 for p in rev.pods if p.ready)
+            unready = [p.age for p in rev.pods if not p.ready]
+            crashing = name in self.crashing
             revisions[name] = ObservedRevision(
                 name=name,
                 spec_replicas=rev.spec,
@@ -61,6 +68,11 @@ class Cluster:
                 updated_replicas=len(rev.pods),
                 created_at=rev.created_at,
                 ready_endpoints=dict(self.endpoints.get(name, {})),
+                crash_looping=sum(1 for p in rev.pods if p.age >= 2) if crashing else 0,
+                most_restarts=max((p.age // 2 for p in rev.pods), default=0) if crashing else 0,
+                restarts=sum(p.age // 2 for p in rev.pods) if crashing else 0,
+                unready_since=self.now - timedelta(seconds=max(unready)) if unready else None,
+                restarted_at=self.restarted.get(name),
             )
         services = {
             role: ObservedService(name=role.value, target=target) for role, target in self.services.items()
@@ -89,6 +101,12 @@ class Cluster:
             self.endpoints.pop(name, None)
         for role, target in result.services.items():
             self.services[role] = target
+        for name, value in result.restarts.items():
+            if name in self.revisions and self.restarted.get(name) != value:
+                # The Deployment replaces its pods one at a time, a new one ready first; modelled
+                # as the whole set replaced at once by ready pods (the planner only waits for it).
+                self.restarted[name] = value
+                self.revisions[name].pods = [Pod(age=self.ready_after, ready=True) for _ in self.revisions[name].pods]
         for role in result.delete_services:
             self.services.pop(role, None)
         self.status = result.status
@@ -107,7 +125,7 @@ class Cluster:
         for name, rev in self.revisions.items():
             for pod in rev.pods:
                 pod.age += 1
-                pod.ready = not pod.broken and pod.age >= self.ready_after
+                pod.ready = not pod.broken and name not in self.crashing and pod.age >= self.ready_after
             while len(rev.pods) > rev.spec:
                 victim = next((p for p in rev.pods if not p.ready), None) or min(
                     rev.pods, key=lambda p: p.age
