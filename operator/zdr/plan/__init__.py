@@ -172,8 +172,8 @@ def _context(
         paused=False,
     )
     ctx.stable = _stable(ctx)
-    if previous.abort is not None and previous.abort.revision == update:
-        ctx.abort = previous.abort
+    if previous.abort is not None and previous.abort.revision == update and ctx.in_rollout:
+        ctx.abort = previous.abort  # (without another stable revision there is nothing to go back to)
     rollback = previous.rollback
     if rollback is not None and rollback.from_revision == update and rollback.revision in observed.revisions:
         ctx.rollback = rollback

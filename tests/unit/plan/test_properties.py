@@ -10,7 +10,11 @@ from hypothesis import strategies as st
 from invariants import violations
 from simulate import START, Cluster, make_spec
 from zdr.api import (
+    AbortRecord,
+    Command,
+    RestartRecord,
     RevisionRecord,
+    RollbackRecord,
     ServiceRole,
     ZeroDowntimeRolloutStatus,
     parse_spec,
@@ -101,8 +105,32 @@ def scenarios(draw: st.DrawFn) -> tuple[dict[str, Any], ZeroDowntimeRolloutStatu
         for i, name in enumerate(names)
         if draw(st.booleans())
     ]
+    abort = draw(
+        st.sampled_from([None, *names]).map(
+            lambda n: n and AbortRecord(revision=n, reason="RolloutAborted", aborted_at=START)
+        )
+    )
+    rollback = draw(
+        st.sampled_from([None, *names]).map(
+            lambda n: n and RollbackRecord(revision=n, from_revision=update, requested_at=START)
+        )
+    )
+    restart = draw(
+        st.sampled_from([None, *names]).map(lambda n: n and RestartRecord(revision=n, requested_at=START))
+    )
+    verb = draw(st.sampled_from([None, "promote", "abort", "retry", "undo", "restart", "pause", "resume"]))
+    command = None
+    if verb is not None:
+        to_revision = draw(st.sampled_from([None, 1, 2, 3])) if verb == "undo" else None
+        command = Command(id=f"c-{verb}", verb=verb, full=draw(st.booleans()), to_revision=to_revision)
+    observed = Observed(
+        generation=observed.generation, revisions=revisions, services=services, command=command
+    )
     status = ZeroDowntimeRolloutStatus(
         observed_generation=1,
+        abort=abort,
+        rollback=rollback,
+        restart=restart,
         stable_revision=draw(st.sampled_from([None, *names])),
         update_revision=draw(st.sampled_from([None, *names])),
         current_step_index=draw(st.sampled_from([None, 0, 1, 2, 3, 4])),
@@ -167,3 +195,60 @@ def test_simulated_rollouts_keep_the_invariants_and_finish(
             break
     else:
         raise AssertionError(f"rollout did not finish: {cluster.status.message}")
+
+
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    specs(),
+    st.integers(0, 8),
+    st.integers(1, 3),
+    st.integers(0, 30),
+    st.sampled_from(["abort", "undo"]),
+    st.booleans(),
+)
+def test_abort_or_undo_at_any_moment_keeps_the_invariants_and_settles(
+    spec: dict[str, Any], replicas: int, ready_after: int, at: int, verb: str, broken: bool
+) -> None:
+    """Deploy, roll out a new template (its pods possibly never ready), then abort or undo at tick
+    ``at``: every step keeps the invariants; the rollout settles with every pod on the stable
+    revision (abort) or the one rolled back to (undo), and the template's revision without pods."""
+    spec = {**spec, "paused": False, "replicas": replicas}
+    strategy = spec.get("strategy", {})
+    if strategy.get("type") == "Canary":
+        for step in strategy["canary"]["steps"]:
+            if step.get("pause") == {}:
+                step["pause"] = {"duration": 3}
+    cluster = Cluster(ready_after=ready_after)
+    cluster.run(spec, limit=400)
+    first = cluster.status.stable_revision
+    new_spec = make_spec(replicas, image="example/web:9", strategy=strategy)
+    update = revision_hash(parse_spec(new_spec))
+    if broken:
+        cluster.broken.add(update)
+    command = Command(id="cmd", verb=verb)  # type: ignore[arg-type]
+    handled = None
+    for tick in range(300):
+        given = command if tick >= at else None
+        observed = cluster.observe(given)
+        result = cluster.step(new_spec, command=given)
+        assert violations(new_spec, observed, result) == [], (tick, result.status.message)
+        record = result.status.last_command
+        if handled is None and record is not None and record.id == "cmd":
+            handled = record
+        settled = result.status.abort or result.status.rollback
+        if handled is not None and (handled.result == "Rejected" or (settled and settled.completed_at)):
+            break
+    else:
+        raise AssertionError(f"did not settle: {cluster.status.phase}: {cluster.status.message}")
+    if handled.result == "Rejected":
+        return  # the rollout had finished (nothing to abort) or had nothing to undo to
+    target = cluster.status.stable_revision
+    assert target is not None
+    if verb == "abort":
+        assert cluster.status.phase == "Aborted" and target == first
+    else:
+        assert cluster.status.phase == "Degraded"
+    if replicas:
+        assert cluster.revisions[target].spec == replicas
+    if update != target and update in cluster.revisions:
+        assert cluster.revisions[update].spec == 0 or cluster.status.rollback is not None
