@@ -99,6 +99,8 @@ class Result:
     rollback_new_conn_s: float | None = None
     rollback_all_s: float | None = None
     rollback_complete_s: float | None = None
+    new_share_before_undo: dict[str, float | None] = field(default_factory=dict)
+    """Per mode: share of the responses in the second before the undo that came from v2."""
     reactions_s: list[float] = field(default_factory=list)
     reactions_skipped: dict[str, int] = field(default_factory=dict)
     prober_rate: dict[str, float] = field(default_factory=dict)
@@ -202,6 +204,11 @@ def measure(result: Result, records: list[Record], recorder: EventRecorder) -> N
     result.rollback_new_conn_s = round(new_conn - m["undo"], 2) if new_conn is not None else 0.0
     result.rollback_all_s = round(every - m["undo"], 2) if every is not None else 0.0
     result.rollback_complete_s = round(m["undo_complete"] - m["undo"], 2)
+    for mode in MODES:
+        last = [r for r in records if r.get("mode") == mode and m["undo"] - 1.0 <= r["t_send"] < m["undo"]]
+        answered = [r for r in last if not r.get("error")]
+        share = sum(1 for r in answered if r.get("version") == "v2") / len(answered) if answered else None
+        result.new_share_before_undo[mode] = None if share is None else round(share, 3)
     if result.scenario.startswith("zdr-"):
         samples, skipped = recorder.reactions()
         result.reactions_s = [r[0] for r in samples]
@@ -220,21 +227,26 @@ def _num(value: float | None, digits: int = 1) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
 
 
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{100 * value:.0f}%"
+
+
 def table(results: Sequence[Result]) -> str:
     head = (
         "| scenario | requests | failed | failed % | p50 ms | p99 ms | rollout s | WS abnormal / conns "
-        "| rollback s (new conns) | rollback s (all conns) | errors |"
+        "| rollback s (new conns) | rollback s (all conns) | v2 share before undo (new / kept-alive) | errors |"
     )
-    lines = [head, "|" + "---|" * 11]
+    lines = [head, "|" + "---|" * 12]
     for r in results:
         if r.error:
-            lines.append(f"| {r.scenario} | run failed: {r.error[:80]} |" + " |" * 9)
+            lines.append(f"| {r.scenario} | run failed: {r.error[:80]} |" + " |" * 10)
             continue
         errors = ", ".join(f"{k} {v}" for k, v in sorted(r.errors.items(), key=lambda kv: -kv[1])) or "none"
         lines.append(
             f"| {r.scenario} | {r.sent} | {r.failed} | {r.failure_pct:.2f} | {_num(r.p50_ms)} | {_num(r.p99_ms)} "
             f"| {_num(r.rollout_s)} | {r.ws_abnormal} / {r.ws_connections} | {_num(r.rollback_new_conn_s)} "
-            f"| {_num(r.rollback_all_s)} | {errors} |"
+            f"| {_num(r.rollback_all_s)} | {_pct(r.new_share_before_undo.get('close'))} / "
+            f"{_pct(r.new_share_before_undo.get('keepalive'))} | {errors} |"
         )
     return "\n".join(lines)
 
@@ -264,7 +276,9 @@ def markdown(results: Sequence[Result], cfg: Config, reaction: dict[str, Any], w
         "after the rollout completed).\n"
         "Requests and failures count the whole run (rollout and rollback); latency percentiles cover the rollout; "
         "rollout s: change to the controller reporting completion; rollback s: undo request to the last "
-        "response not from v1.\n\n"
+        "response not from v1; v2 share before undo: responses from v2 in the second before the undo, on new "
+        "connections and on kept-alive connections (a kept-alive connection stays on its pod while that pod "
+        "runs, also after the pod left the Service).\n\n"
         f"{table(results)}\n\n"
         f"Operator reaction latency (a new pod listed as a ready endpoint -> the operator's next Deployment or "
         f"Service write, seen by watches): p50 {_num(reaction['p50_ms'])} ms, p99 {_num(reaction['p99_ms'])} ms "
