@@ -70,12 +70,18 @@ def test_rolling_update_from_apply_to_healthy(zdr: Rollouts, namespace: str) -> 
     deployments = zdr.deployments("web")
     assert set(deployments) == {first, second}
     assert deployments[second]["metadata"]["name"] == f"web-{second}"
-    assert deployments[second]["spec"]["replicas"] == 3 and deployments[first]["spec"]["replicas"] == 0
+    assert deployments[second]["spec"]["replicas"] == 3
+    # The previous revision is kept warm (out of traffic) for scaleDownDelaySeconds, then goes to 0.
+    kube.wait_until("the warm revision to go to 0", lambda: zdr.deployments("web")[first]["spec"]["replicas"] == 0)
     assert all(_owned_by(d, obj) for d in deployments.values())
     svc = zdr.api.sanitize_for_serialization(zdr.core.read_namespaced_service("web", namespace))
     assert _owned_by(svc, obj)
-    assert svc["spec"]["selector"] == {"app": "web", "zdr.io/rollout": "web"}
     kube.wait_until("old pods to go", lambda: not zdr.pods("web", first))
+    # While the previous revision was warm the Service selected the new one alone; now every pod again.
+    kube.wait_until(
+        "the Service to select every pod of the rollout",
+        lambda: zdr.service_selector("web") == {"app": "web", "zdr.io/rollout": "web"},
+    )
     zdr.wait_only("web", {"v2"})
 
     # Drain injection: the operator's preStop sleep and a grace period that covers it.
@@ -195,7 +201,9 @@ def test_replica_change_mid_rollout_is_honored(zdr: Rollouts, namespace: str) ->
     )
     st = zdr.wait_phase("web", "Healthy", timeout=120)
     v2 = st["stableRevision"]
-    assert v2 != v1 and st["readyReplicas"] == 4
+    assert v2 != v1
+    # Ready pods count every revision: 4 once the previous one's warm standby has ended.
+    kube.wait_until("4 ready pods", lambda: zdr.status("web")["readyReplicas"] == 4)
     assert zdr.deployments("web")[v2]["spec"]["replicas"] == 4
     scale = zdr.custom.get_namespaced_custom_object_scale(
         "zdr.io", "v1alpha1", namespace, "zerodowntimerollouts", "web"
