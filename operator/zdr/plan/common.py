@@ -421,8 +421,9 @@ def set_condition(
 
 
 def holds_pods(ctx: Context, name: str) -> bool:
+    """The revision has pods, or will have, or still has some draining."""
     rev = ctx.rev(name)
-    return rev.spec_replicas > 0 or rev.replicas > 0
+    return rev.spec_replicas > 0 or rev.replicas > 0 or rev.terminating > 0
 
 
 def settle_shared(ctx: Context, *, ceiling: int, services: Targets) -> Decision:
