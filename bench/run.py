@@ -35,7 +35,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench.prober import MODES, Record, Summary, Traffic, percentile, summarize
+from bench.prober import MODES, Record, Summary, Traffic, percentile, summarize, timeline
 from bench.scenarios import (
     LOGS,
     ROOT,
@@ -107,6 +107,7 @@ class Result:
     prober_lag_p99_ms: dict[str, float | None] = field(default_factory=dict)
     marks: dict[str, float] = field(default_factory=dict)
     timeline: list[dict[str, Any]] = field(default_factory=list)
+    timeline_by_mode: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     cluster_events: list[tuple[float, str, str]] = field(default_factory=list)
     """(seconds, gate | write, what) seen by the watches."""
     error: str | None = None
@@ -217,6 +218,8 @@ def measure(result: Result, records: list[Record], recorder: EventRecorder) -> N
         result.prober_rate[mode] = round(ms.rate, 1)
         result.prober_lag_p99_ms[mode] = ms.lag_p99_ms
     result.timeline = whole.timeline[1:-1]  # the first and last buckets are partial
+    for mode in MODES:
+        result.timeline_by_mode[mode] = timeline([r for r in records if r.get("mode") == mode], 0.5)[1:-1]
     result.cluster_events = [(o.t, o.kind, o.what) for o in recorder.observations]
 
 
@@ -299,18 +302,22 @@ def plot(results: Sequence[Result], path: Path) -> None:
         return
     fig, axes = plt.subplots(len(ok), 1, figsize=(11, 2.4 * len(ok)), sharex=True, squeeze=False)
     colors = {"v1": "#1f77b4", "v2": "#2ca02c"}
+    styles = {"close": ("-", "new conns"), "keepalive": (":", "kept-alive")}
     for ax, r in zip(axes[:, 0], ok, strict=True):
         t0 = r.marks["change"]
         ts = [row["t"] - t0 for row in r.timeline]
         bucket = (r.timeline[1]["t"] - r.timeline[0]["t"]) if len(r.timeline) > 1 else 1.0
-        for version in ("v1", "v2"):
-            ax.plot(
-                ts,
-                [row["versions"].get(version, 0) / bucket for row in r.timeline],
-                label=f"{version} responses/s",
-                color=colors[version],
-                lw=1.4,
-            )
+        for mode, rows in (r.timeline_by_mode or {"all": r.timeline}).items():
+            style, label = styles.get(mode, ("-", "all"))
+            for version in ("v1", "v2"):
+                ax.plot(
+                    [row["t"] - t0 for row in rows],
+                    [row["versions"].get(version, 0) / bucket for row in rows],
+                    label=f"{version} {label}",
+                    color=colors[version],
+                    ls=style,
+                    lw=1.4,
+                )
         errs = [sum(row["errors"].values()) / bucket for row in r.timeline]
         ax.bar(ts, errs, width=bucket, align="edge", color="#d62728", alpha=0.8, label="errors/s")
         for key, style in (("change", "-"), ("complete", "--"), ("undo", "-"), ("undo_complete", "--")):
@@ -322,10 +329,10 @@ def plot(results: Sequence[Result], path: Path) -> None:
             fontsize=9,
             loc="left",
         )
-        ax.set_ylabel("per second", fontsize=8)
+        ax.set_ylabel("responses/s", fontsize=8)
         ax.tick_params(labelsize=8)
         ax.grid(alpha=0.3)
-    axes[0, 0].legend(fontsize=7, loc="upper right", ncol=3)
+    axes[0, 0].legend(fontsize=7, loc="upper right", ncol=5)
     axes[-1, 0].set_xlabel("seconds since the change to v2 (solid: change / undo, dashed: reported complete)")
     fig.tight_layout()
     fig.savefig(path, dpi=110)

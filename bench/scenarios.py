@@ -799,37 +799,44 @@ class EventRecorder:
             self._note("write", f"switch service {name} -> {selector}")
 
     def reactions(
-        self, since: float = 0.0, until: float = float("inf"), cap: float = 5.0, same_pass: float = 0.05
+        self, since: float = 0.0, until: float = float("inf"), cap: float = 5.0, same_pass: float = 0.02
     ) -> tuple[list[tuple[float, str, str]], dict[str, int]]:
         """Reaction samples ``(seconds, gate, write)``, and the counts of candidates left out.
 
-        A candidate is the first write after the latest gate before it. Left out: ``timer``, a write
-        more than ``cap`` seconds after the gate (a pause, a scale-down delay: the operator waited on a
-        clock, not on the gate); ``same_pass``, a gate that the operator's own Service write caused
-        (within ``same_pass`` seconds after it) followed within ``same_pass`` seconds by another write
-        of that same reconcile pass.
+        A gate's candidate is the first write after it, unless another gate comes first (the later
+        gate is the one the write answers). Watches of different kinds are not ordered with each
+        other, so a Service write seen up to ``same_pass`` seconds after a gate is taken as the
+        write that caused the gate (its selector brought ready pods into the Service), not as a
+        reaction. Left out: ``timer``, a write more than ``cap`` seconds after the gate (a pause, a
+        scale-down delay: the operator waited on a clock); ``same_pass``, a write within
+        ``same_pass`` seconds of the operator's own write that caused the gate (one reconcile pass).
         """
         with self._lock:
             obs = sorted((o for o in self.observations if since <= o.t <= until), key=lambda o: o.t)
+        writes = [o for o in obs if o.kind == "write"]
         out: list[tuple[float, str, str]] = []
         skipped = {"timer": 0, "same_pass": 0}
-        last_gate: Observation | None = None
-        last_write: Observation | None = None
-        for o in obs:
-            if o.kind == "gate":
-                last_gate = o
+        for i, gate in enumerate(obs):
+            if gate.kind != "gate":
                 continue
-            if last_gate is not None:
-                dt = o.t - last_gate.t
-                caused = last_write is not None and last_gate.t - last_write.t < same_pass
-                if dt > cap:
-                    skipped["timer"] += 1
-                elif caused and dt < same_pass:
-                    skipped["same_pass"] += 1
-                else:
-                    out.append((round(dt, 4), last_gate.what, o.what))
-                last_gate = None
-            last_write = o
+            answer: Observation | None = None
+            for o in obs[i + 1 :]:
+                if o.kind == "gate":
+                    break
+                if o.what.startswith("switch service") and o.t - gate.t <= same_pass:
+                    continue
+                answer = o
+                break
+            if answer is None:
+                continue
+            causes = [w.t for w in writes if abs(w.t - gate.t) <= same_pass and w is not answer]
+            dt = answer.t - gate.t
+            if dt > cap:
+                skipped["timer"] += 1
+            elif causes and answer.t - max(causes) <= same_pass:
+                skipped["same_pass"] += 1
+            else:
+                out.append((round(dt, 4), gate.what, answer.what))
         return out, skipped
 
 

@@ -444,17 +444,18 @@ def test_timed_writes_and_gates_caused_by_the_operator_are_left_out() -> None:
     rec = recorder_with(
         [
             (10.0, "write", "switch service web -> old"),
-            (10.01, "gate", "ready endpoints + web-old-a,web-old-b"),  # caused by that switch
-            (10.02, "write", "switch service web-canary -> old"),  # same reconcile pass
+            (10.005, "gate", "ready endpoints + web-old-a,web-old-b"),  # caused by that switch
+            (10.012, "write", "scale deployment web-new 4->0"),  # same reconcile pass
             (12.0, "gate", "ready endpoints + web-new-a"),
             (30.0, "write", "scale deployment web-new 4->0"),  # scale-down delay, not a reaction
-            (40.0, "write", "switch service web-preview -> new"),
-            (40.004, "gate", "ready endpoints + web-new-a,web-new-b"),  # preview now serves
+            (39.992, "gate", "ready endpoints + web-new-a,web-new-b"),  # seen before its cause (watch skew)
+            (40.0, "write", "switch service web-preview -> new"),  # the cause: not a reaction
             (40.3, "write", "switch service web -> new"),  # a real reaction to the preview gate
         ]
     )
     samples, skipped = rec.reactions()
-    assert [s[0] for s in samples] == [pytest.approx(0.296)]
+    assert [s[0] for s in samples] == [pytest.approx(0.308)]
+    assert samples[0][2] == "switch service web -> new"
     assert skipped == {"timer": 1, "same_pass": 1}
 
 
