@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
-import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -17,8 +16,6 @@ import pytest
 from aiohttp import WSCloseCode, web
 
 # tests/unit has no package marker, so the repository root (home of `bench`) is added here.
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-
 from bench import prober  # noqa: E402
 from bench.prober import (  # noqa: E402
     HttpConfig,
