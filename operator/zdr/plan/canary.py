@@ -21,6 +21,10 @@ Steps:
   and U becomes stable; S is then kept warm for ``scaleDownDelaySeconds`` (``settle_shared``:
   back at full size, out of traffic), then scaled to 0.
 
+The stable revision shrinks as the canary grows (pods are shifted, not added), so an abort
+cannot just drop the canary: ``revert.py`` scales the stable revision back to full size first
+and removes canary pods only as stable pods serve (as Argo Rollouts does).
+
 The step index and its start time are in ``status``; a pass that finds a step done advances,
 so a restart neither repeats nor skips a step (at worst a pause starts a few seconds late).
 """
