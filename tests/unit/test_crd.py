@@ -229,6 +229,27 @@ SAMPLES: list[dict[str, Any]] = [
     {"strategy": {"type": "BlueGreen", "blueGreen": {"autoPromotion": False}}},
     {"strategy": {"type": "Canary", "canary": {"steps": [{"setWeight": 10}, {"pause": {}}]}}},
     {"service": {"ports": [{"name": "http", "port": 80}], "sessionAffinity": "ClientIP"}},
+    {"analysis": {"maxRestarts": 1, "checks": [{"name": "ok", "http": {"target": "Pods"}}]}},
+    {
+        "strategy": {
+            "type": "Canary",
+            "canary": {
+                "steps": [
+                    {
+                        "analysis": {
+                            "checks": [
+                                {
+                                    "name": "errors",
+                                    "prometheus": {"address": "http://p:9090", "query": "q", "range": {"max": 1}},
+                                }
+                            ]
+                        }
+                    }
+                ]
+            },
+        }
+    },
+    {"strategy": {"type": "RollingUpdate", "rollingUpdate": {"scaleDownDelaySeconds": 0}}},
 ]
 
 
