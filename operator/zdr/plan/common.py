@@ -430,9 +430,12 @@ def settle_shared(ctx: Context, *, ceiling: int, services: Targets) -> Decision:
     """RollingUpdate and Canary outside a rollout: the update revision at full size, and the
     previous stable revision kept warm for scaleDownDelaySeconds, out of traffic.
 
-    Warm standby: MAIN is pinned to the update revision (once all of its pods serve), and only
-    then is the previous revision brought back to full size, so its pods never take traffic;
-    they are ready for an undo that moves all traffic at once. After the window they go (out of
+    Warm standby: the previous revision's pods that took traffic drain first (their kept-alive
+    connections and WebSockets end with the app's clean close, and clients reconnect to the
+    update revision); MAIN is then pinned to the update revision (once all of its pods serve),
+    and only then is the previous revision brought back to full size with fresh pods that never
+    take traffic, ready for an undo that moves all traffic at once. A revision is pinned out
+    only once it has no pods, so pods seen while MAIN is pinned are always fresh ones. After the window they go (out of
     traffic, so all at once), and once no other revision has pods MAIN selects every pod of the
     rollout again. ``services`` are the strategy's other Services; MAIN is decided here.
     """
@@ -444,7 +447,10 @@ def settle_shared(ctx: Context, *, ceiling: int, services: Targets) -> Decision:
     pinned = ServiceTarget(update)
     current = observed.target(ServiceRole.MAIN)
     if warm:
-        main = choose_target(observed, ServiceRole.MAIN, pinned)
+        drained = current == pinned or all(
+            ctx.rev(n).spec_replicas == 0 and ctx.rev(n).replicas == 0 for n in warm
+        )
+        main = choose_target(observed, ServiceRole.MAIN, pinned) if drained else (current or ALL_REVISIONS)
     elif current == pinned and any(holds_pods(ctx, name) for name in others):
         main = current
     else:
@@ -462,7 +468,7 @@ def settle_shared(ctx: Context, *, ceiling: int, services: Targets) -> Decision:
                 targets[name] = max(replicas, keep)
                 standby.append(name)
             else:
-                targets[name] = max(ctx.rev(name).spec_replicas, keep)
+                targets[name] = keep  # drain the pods that took traffic
         else:
             targets[name] = keep
     in_traffic = {name: rev for name, rev in observed.revisions.items() if name not in standby}

@@ -6,9 +6,9 @@ pod is available and a ready endpoint of the Service, so serving pods never drop
 Superseded revisions (a template changed mid-rollout) drain first, the previous stable last.
 
 Once every pod of the update revision serves it is the stable revision; the previous one is
-then kept warm for ``scaleDownDelaySeconds`` (``settle_shared``): the Service is pinned to the
-new revision and the previous one is brought back to full size out of traffic, so an undo needs
-no new pods.
+then kept warm for ``scaleDownDelaySeconds`` (``settle_shared``): once its last pods that took
+traffic have drained, the Service is pinned to the new revision and the previous one is brought
+back to full size with fresh pods out of traffic, so an undo needs no new pods.
 """
 
 from __future__ import annotations
@@ -75,11 +75,9 @@ def plan_rolling(ctx: Context) -> Decision:
     new = ctx.rev(update)
     new_serving = serving(new)
     if new_serving >= replicas:
-        # Every new pod serves: the update revision is stable. The previous one keeps what it has
-        # now when it is to be kept warm (settle_shared takes over from the next pass).
+        # Every new pod serves: the update revision is stable. The previous one drains like any
+        # old pod; settle_shared keeps it warm afterwards with fresh pods out of traffic.
         ctx.retire(stable)
-        if ctx.warm_window > 0:
-            desired[stable] = ctx.rev(stable).spec_replicas
         return Decision(
             replicas=desired,
             services=services,

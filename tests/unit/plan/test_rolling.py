@@ -74,9 +74,8 @@ NEW = revision_hash(parse_spec(rolling()))
         (rolling(surge="100%"), rev(OLD, 4), None, {OLD: 4, NEW: 4}),
         # broken old pods may always be removed; serving ones only when replaced
         (rolling(), rev(OLD, 4, ready=2), rev(NEW, 1), {OLD: 2, NEW: 1}),
-        # almost done: every new pod serves; the old pod stays, to be kept warm for rollback
-        (rolling(), rev(OLD, 1), rev(NEW, 4), {OLD: 1, NEW: 4}),
-        # ... or goes without a warm standby
+        # almost done: every new pod serves; the last old pod drains (fresh pods stand by later)
+        (rolling(), rev(OLD, 1), rev(NEW, 4), {OLD: 0, NEW: 4}),
         (rolling(delay=0), rev(OLD, 1), rev(NEW, 4), {OLD: 0, NEW: 4}),
         # both percentages round to zero on one replica: one surge pod at a time
         (rolling(1, surge="0%", unavailable="10%"), rev(OLD, 1), None, {OLD: 1, NEW: 1}),
