@@ -15,13 +15,19 @@ source hack/lib.sh
 
 pid_alive() { [[ -f "$RUN_DIR/$1.pid" ]] && kill -0 "$(cat "$RUN_DIR/$1.pid")" 2>/dev/null; }
 
+# Healthy: every component runs and the API server is ready. The admin kubeconfig lives with
+# the machine-wide state, so another checkout finds a cluster that this one did not start.
 cluster_healthy() {
   local c
   for c in "${COMPONENTS[@]}"; do pid_alive "$c" || return 1; done
-  [[ -f "$CLUSTER_DIR/kubeconfig" ]] && kubectl get --raw /readyz >/dev/null 2>&1
+  [[ -f "$STATE_DIR/conf/admin.kubeconfig" ]] || return 1
+  [[ -x "$CLUSTER_DIR/bin/kubectl" ]] || bash hack/build-binaries.sh >/dev/null 2>&1 || return 1
+  "$CLUSTER_DIR/bin/kubectl" --kubeconfig "$STATE_DIR/conf/admin.kubeconfig" get --raw /readyz >/dev/null 2>&1
 }
 
 if cluster_healthy; then
+  mkdir -p "$CLUSTER_DIR/logs"
+  cp "$STATE_DIR/conf/admin.kubeconfig" "$CLUSTER_DIR/kubeconfig"
   info "the local cluster is already running (kubeconfig: .cluster/kubeconfig); nothing to do"
   exit 0
 fi
