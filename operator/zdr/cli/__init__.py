@@ -219,6 +219,24 @@ def _request(
     typer.echo(line)
 
 
+def _simple_command(verb: CommandVerb, help_text: str) -> None:
+    """Registers a command that takes only the rollout's name and the common options."""
+
+    def command(
+        ctx: typer.Context,
+        name: NameArg,
+        no_wait: NoWaitOpt = False,
+        timeout: WaitTimeoutOpt = "10s",
+        namespace: NamespaceOpt = None,
+        context: ContextOpt = None,
+        kubeconfig: KubeconfigOpt = None,
+    ) -> None:
+        _request(verb, name, _options(ctx, namespace, context, kubeconfig), no_wait=no_wait, timeout=timeout)
+
+    command.__doc__ = help_text
+    app.command(verb)(_handled(command))
+
+
 @app.command()
 @_handled
 def promote(
@@ -242,64 +260,10 @@ def promote(
     )
 
 
-@app.command()
-@_handled
-def abort(
-    ctx: typer.Context,
-    name: NameArg,
-    no_wait: NoWaitOpt = False,
-    timeout: WaitTimeoutOpt = "10s",
-    namespace: NamespaceOpt = None,
-    context: ContextOpt = None,
-    kubeconfig: KubeconfigOpt = None,
-) -> None:
-    """Stop the running rollout and move all traffic back to the stable revision."""
-    _request("abort", name, _options(ctx, namespace, context, kubeconfig), no_wait=no_wait, timeout=timeout)
-
-
-@app.command()
-@_handled
-def retry(
-    ctx: typer.Context,
-    name: NameArg,
-    no_wait: NoWaitOpt = False,
-    timeout: WaitTimeoutOpt = "10s",
-    namespace: NamespaceOpt = None,
-    context: ContextOpt = None,
-    kubeconfig: KubeconfigOpt = None,
-) -> None:
-    """Start an aborted rollout again."""
-    _request("retry", name, _options(ctx, namespace, context, kubeconfig), no_wait=no_wait, timeout=timeout)
-
-
-@app.command()
-@_handled
-def pause(
-    ctx: typer.Context,
-    name: NameArg,
-    no_wait: NoWaitOpt = False,
-    timeout: WaitTimeoutOpt = "10s",
-    namespace: NamespaceOpt = None,
-    context: ContextOpt = None,
-    kubeconfig: KubeconfigOpt = None,
-) -> None:
-    """Hold the rollout where it is (spec.paused is the GitOps way)."""
-    _request("pause", name, _options(ctx, namespace, context, kubeconfig), no_wait=no_wait, timeout=timeout)
-
-
-@app.command()
-@_handled
-def resume(
-    ctx: typer.Context,
-    name: NameArg,
-    no_wait: NoWaitOpt = False,
-    timeout: WaitTimeoutOpt = "10s",
-    namespace: NamespaceOpt = None,
-    context: ContextOpt = None,
-    kubeconfig: KubeconfigOpt = None,
-) -> None:
-    """Continue a rollout paused by `kubectl zdr pause`."""
-    _request("resume", name, _options(ctx, namespace, context, kubeconfig), no_wait=no_wait, timeout=timeout)
+_simple_command("abort", "Stop the running rollout and move all traffic back to the stable revision.")
+_simple_command("retry", "Start an aborted rollout again.")
+_simple_command("pause", "Hold the rollout where it is (spec.paused is the GitOps way).")
+_simple_command("resume", "Continue a rollout paused by `kubectl zdr pause`.")
 
 
 @app.command()
@@ -330,19 +294,7 @@ def undo(
     )
 
 
-@app.command()
-@_handled
-def restart(
-    ctx: typer.Context,
-    name: NameArg,
-    no_wait: NoWaitOpt = False,
-    timeout: WaitTimeoutOpt = "10s",
-    namespace: NamespaceOpt = None,
-    context: ContextOpt = None,
-    kubeconfig: KubeconfigOpt = None,
-) -> None:
-    """Replace every pod of the stable revision without dropping serving capacity."""
-    _request("restart", name, _options(ctx, namespace, context, kubeconfig), no_wait=no_wait, timeout=timeout)
+_simple_command("restart", "Replace every pod of the stable revision without dropping serving capacity.")
 
 
 # ---------------------------------------------------------------------------------------------
