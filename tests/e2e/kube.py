@@ -16,7 +16,9 @@ from typing import Any, TypeVar
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
-TESTAPP_IMAGE = "zdr.local/testapp:dev"
+from bench import scenarios
+
+TESTAPP_IMAGE = scenarios.TESTAPP_IMAGE
 KUBECTL_IMAGE = "zdr.local/kubectl:dev"
 T = TypeVar("T")
 
@@ -52,27 +54,10 @@ def testapp_container(
     readiness: bool = True,
     pre_stop_seconds: int | None = None,
 ) -> dict[str, Any]:
-    c: dict[str, Any] = {
-        "name": "app",
-        "image": TESTAPP_IMAGE,
-        "imagePullPolicy": "Never",
-        "ports": [{"name": "http", "containerPort": 8080}],
-        "env": [
-            {"name": "VERSION", "value": version},
-            {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
-            *({"name": k, "value": v} for k, v in (env or {}).items()),
-        ],
-    }
-    if readiness:
-        c["readinessProbe"] = {
-            "httpGet": {"path": "/readyz", "port": 8080},
-            "periodSeconds": 1,
-            "failureThreshold": 1,
-            "successThreshold": 1,
-        }
-    if pre_stop_seconds is not None:
-        c["lifecycle"] = {"preStop": {"sleep": {"seconds": pre_stop_seconds}}}
-    return c
+    """The test app's container, as the bench builds it (DRAIN defaults to the app's 5 s)."""
+    extra = dict(env or {})
+    app = scenarios.App(drain=extra.pop("DRAIN", "5s"), env=tuple(extra.items()))
+    return scenarios.container(version, app, readiness=readiness, pre_stop=pre_stop_seconds)
 
 
 def testapp_deployment(name: str, replicas: int = 3, **container: Any) -> dict[str, Any]:
