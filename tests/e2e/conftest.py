@@ -108,11 +108,7 @@ class OperatorProcess:
 
     def stop(self) -> None:
         if self.proc is not None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
+            kube.terminate(self.proc)
             self.proc = None
 
     def log_tail(self, lines: int = 40) -> str:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import http.client
 import json
-import time
+import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -24,15 +24,21 @@ T = TypeVar("T")
 
 
 def wait_until(what: str, check: Callable[[], T | None], timeout: float = 90, interval: float = 0.25) -> T:
-    """Polls `check` until it returns a truthy value; fails naming `what` on timeout."""
-    deadline = time.monotonic() + timeout
-    last: T | None = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what} (last value: {last!r})")
+    """``scenarios.wait_for`` as a test failure: polls `check` until truthy, naming `what` on timeout."""
+    try:
+        return scenarios.wait_for(what, check, timeout, interval)
+    except TimeoutError as exc:
+        raise AssertionError(str(exc)) from None
+
+
+def terminate(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM, then SIGKILL if the process is still there after 15 s."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=10)
 
 
 def wait_for_default_service_account(core: client.CoreV1Api, namespace: str) -> None:

@@ -150,12 +150,7 @@ class Prometheus:
         if self.refresher is not None:
             self.refresher.join(timeout=5)
         if self.proc is not None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=10)
+            kube.terminate(self.proc)
             self.proc = None
         shutil.rmtree(self.workdir / "data", ignore_errors=True)
 
