@@ -40,9 +40,11 @@ type app struct {
 	carts cartStore
 	stats *metrics
 	ws    *wsHub
+	conns *connSet
 	srv   *http.Server
 
 	startupDone atomic.Bool
+	stopping    atomic.Bool // a shutdown (drain or abort) has begun
 	draining    atomic.Bool
 	notReady    atomic.Bool
 	inflight    atomic.Int64
@@ -59,6 +61,7 @@ func newApp(cfg config, out io.Writer) *app {
 		log:         &logger{w: out},
 		stats:       newMetrics(),
 		ws:          newWSHub(),
+		conns:       newConnSet(),
 		wsInterval:  time.Second,
 		wsCloseWait: 2 * time.Second,
 	}
@@ -71,6 +74,7 @@ func newApp(cfg config, out io.Writer) *app {
 		Handler:           a.handler(),
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       90 * time.Second,
+		ConnState:         a.conns.track,
 	}
 	return a
 }
@@ -81,8 +85,8 @@ func (a *app) start() {
 	if a.cfg.RedisAddr != "" {
 		store = "redis " + a.cfg.RedisAddr
 	}
-	a.log.printf("start: version=%s pod=%s port=%s startup_delay=%s drain=%s fail_rate=%g carts=%s",
-		a.cfg.Version, a.cfg.Pod, a.cfg.Port, a.cfg.StartupDelay, a.cfg.Drain, a.cfg.FailRate, store)
+	a.log.printf("start: version=%s pod=%s port=%s startup_delay=%s shutdown=%s drain=%s fail_rate=%g carts=%s",
+		a.cfg.Version, a.cfg.Pod, a.cfg.Port, a.cfg.StartupDelay, a.cfg.Shutdown, a.cfg.Drain, a.cfg.FailRate, store)
 	if a.cfg.NeverReady {
 		a.log.printf("start: NEVER_READY set, /readyz will always answer 503")
 	}
@@ -100,20 +104,30 @@ func (a *app) start() {
 
 // serve answers HTTP on ln until the server is shut down.
 func (a *app) serve(ln net.Listener) error {
-	err := a.srv.Serve(ln)
+	err := a.srv.Serve(&trackedListener{Listener: ln, conns: a.conns})
 	if errors.Is(err, http.ErrServerClosed) {
 		return nil
 	}
 	return err
 }
 
+// shutdown runs the shutdown SHUTDOWN selects; main calls it on SIGTERM
+// (unless ignored) or SIGINT.
+func (a *app) shutdown(reason string) error {
+	if a.cfg.Shutdown == shutdownAbrupt {
+		return a.abort(reason)
+	}
+	return a.drain(reason)
+}
+
 // drain is the graceful shutdown sequence: readiness off at once, normal
 // service for cfg.Drain, then stop accepting and finish in-flight requests,
 // then close every WebSocket with 1001 (going away).
 func (a *app) drain(reason string) error {
-	if !a.draining.CompareAndSwap(false, true) {
-		return errors.New("already draining")
+	if !a.stopping.CompareAndSwap(false, true) {
+		return errors.New("already shutting down")
 	}
+	a.draining.Store(true)
 	begin := time.Now()
 	a.log.printf("drain: %s received, readiness off, serving for %s", reason, a.cfg.Drain)
 	time.Sleep(a.cfg.Drain)
@@ -139,6 +153,116 @@ func (a *app) drain(reason string) error {
 	a.carts.Close()
 	a.log.printf("drain: done after %s, exiting", time.Since(begin).Round(time.Millisecond))
 	return err
+}
+
+// abort is the abrupt shutdown (SHUTDOWN=abrupt), the negative control of a
+// zero-downtime test: no drain, no http.Server.Shutdown, nothing answered
+// any more. Every HTTP connection, idle or with a request in flight, and
+// every WebSocket is reset at once (SO_LINGER 0: the peer reads ECONNRESET,
+// a WebSocket gets no close frame), then the listener closes.
+func (a *app) abort(reason string) error {
+	if !a.stopping.CompareAndSwap(false, true) {
+		return errors.New("already shutting down")
+	}
+	a.conns.cutAll()
+	nws := a.ws.cutAll()
+	// Closes the listener (connections still in its backlog are reset by
+	// the kernel) and makes Serve return; the connections are already gone.
+	err := a.srv.Close()
+	a.log.printf("shutdown: %s received, abrupt: closed listener, %d connection(s) and %d websocket(s) without a close frame",
+		reason, a.conns.resetCount(), nws)
+	a.carts.Close()
+	return err
+}
+
+// resetConn closes c with SO_LINGER 0, so the peer gets a TCP RST
+// (ECONNRESET) instead of a FIN, and unsent data is dropped.
+func resetConn(c net.Conn) {
+	if tc, ok := c.(*net.TCPConn); ok {
+		_ = tc.SetLinger(0)
+	}
+	_ = c.Close()
+}
+
+// connSet holds the live HTTP connections so that abort can reset every one
+// of them. trackedListener adds each accepted connection before the server
+// sees it; http.Server.ConnState removes it when it closes or is hijacked
+// (WebSockets, which the wsHub tracks).
+type connSet struct {
+	mu    sync.Mutex
+	cut   bool
+	conns map[net.Conn]struct{}
+	reset int
+}
+
+func newConnSet() *connSet {
+	return &connSet{conns: map[net.Conn]struct{}{}}
+}
+
+// add tracks c; after cutAll it resets c instead and reports false.
+func (s *connSet) add(c net.Conn) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cut {
+		resetConn(c)
+		s.reset++
+		return false
+	}
+	s.conns[c] = struct{}{}
+	return true
+}
+
+// track is the http.Server.ConnState hook.
+func (s *connSet) track(c net.Conn, state http.ConnState) {
+	if state != http.StateHijacked && state != http.StateClosed {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.conns, c)
+}
+
+func (s *connSet) count() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.conns)
+}
+
+// cutAll resets every tracked connection, and from now on every newly
+// accepted one.
+func (s *connSet) cutAll() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.cut = true
+	for c := range s.conns {
+		resetConn(c)
+		s.reset++
+		delete(s.conns, c)
+	}
+}
+
+// resetCount is how many connections cutAll and add have reset.
+func (s *connSet) resetCount() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.reset
+}
+
+// trackedListener adds every accepted connection to conns before handing it
+// to the server, so that none escapes a cut; one accepted after the cut is
+// reset and not handed over.
+type trackedListener struct {
+	net.Listener
+	conns *connSet
+}
+
+func (l *trackedListener) Accept() (net.Conn, error) {
+	for {
+		c, err := l.Listener.Accept()
+		if err != nil || l.conns.add(c) {
+			return c, err
+		}
+	}
 }
 
 // readiness reports whether /readyz answers 200, and why not.

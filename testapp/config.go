@@ -21,7 +21,14 @@ type config struct {
 	IgnoreSIGTERM   bool          // IGNORE_SIGTERM=1
 	NeverReady      bool          // NEVER_READY=1
 	RedisAddr       string        // REDIS_ADDR: carts in Redis when set
+	Shutdown        string        // SHUTDOWN: shutdownGraceful (default) or shutdownAbrupt
 }
+
+// The values of SHUTDOWN: what SIGTERM (or SIGINT) does.
+const (
+	shutdownGraceful = "graceful" // drain: readiness off, DRAIN, finish requests, close WebSockets with 1001
+	shutdownAbrupt   = "abrupt"   // cut: close the listener and every connection at once, no close frame
+)
 
 // loadConfig reads the configuration through getenv (os.Getenv in main,
 // a map in tests) and reports every invalid variable at once.
@@ -31,6 +38,7 @@ func loadConfig(getenv func(string) string) (config, error) {
 		Version:         "dev",
 		Drain:           5 * time.Second,
 		ShutdownTimeout: 30 * time.Second,
+		Shutdown:        shutdownGraceful,
 	}
 	var problems []string
 	bad := func(name, value, want string) {
@@ -105,6 +113,14 @@ func loadConfig(getenv func(string) string) (config, error) {
 			continue
 		}
 		*f.dst = b
+	}
+
+	switch v := strings.TrimSpace(getenv("SHUTDOWN")); v {
+	case "":
+	case shutdownGraceful, shutdownAbrupt:
+		cfg.Shutdown = v
+	default:
+		bad("SHUTDOWN", v, "want "+shutdownGraceful+" or "+shutdownAbrupt)
 	}
 
 	cfg.RedisAddr = strings.TrimSpace(getenv("REDIS_ADDR"))

@@ -1,6 +1,7 @@
 // Command testapp is the HTTP server zdr's tests roll out: it reports its
-// version and pod, drains on SIGTERM, streams over WebSocket, keeps session
-// carts and injects faults on request. See README.md for the environment.
+// version and pod, drains on SIGTERM (or, with SHUTDOWN=abrupt, cuts every
+// connection at once), streams over WebSocket, keeps session carts and
+// injects faults on request. See README.md for the environment.
 package main
 
 import (
@@ -55,7 +56,7 @@ func main() {
 			a.log.printf("drain: %s received again, already draining", signalName(s))
 		}
 	}()
-	_ = a.drain(signalName(sig))
+	_ = a.shutdown(signalName(sig))
 	os.Exit(0)
 }
 

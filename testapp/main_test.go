@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"encoding/json"
 	"errors"
@@ -14,6 +15,7 @@ import (
 	"os/exec"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -474,6 +476,246 @@ func TestDrainSequence(t *testing.T) {
 	}
 	if err := a.drain("SIGTERM"); err == nil {
 		t.Errorf("second drain: want an error")
+	}
+}
+
+func TestShutdownConfig(t *testing.T) {
+	if cfg := testConfig(t, nil); cfg.Shutdown != shutdownGraceful {
+		t.Errorf("default SHUTDOWN = %q, want graceful", cfg.Shutdown)
+	}
+	for _, v := range []string{"graceful", "abrupt", " abrupt "} {
+		if cfg := testConfig(t, map[string]string{"SHUTDOWN": v}); cfg.Shutdown != strings.TrimSpace(v) {
+			t.Errorf("SHUTDOWN=%q gives %q", v, cfg.Shutdown)
+		}
+	}
+	for _, v := range []string{"hard", "Abrupt", "1", "graceful,abrupt"} {
+		_, err := loadConfig(func(k string) string { return map[string]string{"SHUTDOWN": v}[k] })
+		if err == nil {
+			t.Errorf("SHUTDOWN=%q accepted", v)
+			continue
+		}
+		for _, want := range []string{"SHUTDOWN", "graceful", "abrupt"} {
+			if !strings.Contains(err.Error(), want) {
+				t.Errorf("SHUTDOWN=%q: error %q does not name %s", v, err, want)
+			}
+		}
+	}
+}
+
+// rawGet sends a GET on an open connection without reading the answer.
+func rawGet(t *testing.T, c net.Conn, path string) {
+	t.Helper()
+	if _, err := io.WriteString(c, "GET "+path+" HTTP/1.1\r\nHost: testapp\r\n\r\n"); err != nil {
+		t.Fatalf("GET %s: %v", path, err)
+	}
+}
+
+// readCut reads c until it fails and wants a reset within 1.5s (well before
+// /sleep?ms=2000 could answer) and no byte at all.
+func readCut(t *testing.T, what string, c net.Conn) {
+	t.Helper()
+	_ = c.SetReadDeadline(time.Now().Add(1500 * time.Millisecond))
+	got, err := io.ReadAll(c)
+	if len(got) > 0 {
+		t.Errorf("%s: got %q after the abrupt shutdown, want nothing", what, got)
+	}
+	// SO_LINGER 0: a reset, not a FIN (which would read as a clean EOF).
+	if !errors.Is(err, syscall.ECONNRESET) {
+		t.Errorf("%s: read ended with %v, want a connection reset", what, err)
+	}
+}
+
+// wantWSCut fails unless err, the end of a WebSocket read, is a cut TCP
+// connection: a reset, or an EOF (which gorilla reports as 1006, a code no
+// peer sends), not a close frame and not a timeout.
+func wantWSCut(t *testing.T, what string, err error) {
+	t.Helper()
+	var ce *websocket.CloseError
+	var ne net.Error
+	switch {
+	case err == nil:
+		t.Errorf("%s: read a message, want the TCP connection cut", what)
+	case errors.As(err, &ce) && ce.Code != websocket.CloseAbnormalClosure:
+		t.Errorf("%s: ended with a close frame (%v), want the TCP connection cut", what, err)
+	case errors.As(err, &ne) && ne.Timeout():
+		t.Errorf("%s: read timed out (%v), want the TCP connection cut", what, err)
+	}
+}
+
+// TestAbruptShutdown runs the SIGTERM path with SHUTDOWN=abrupt: no drain
+// (DRAIN is ignored), every connection reset at once (idle kept-alive, with a
+// request in flight, WebSocket without a close frame), new connections refused.
+func TestAbruptShutdown(t *testing.T) {
+	logs := &syncBuffer{}
+	a := newApp(testConfig(t, map[string]string{"SHUTDOWN": "abrupt", "DRAIN": "10s", "VERSION": "v1"}), logs)
+	a.wsInterval = 20 * time.Millisecond
+	a.start()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	served := make(chan error, 1)
+	go func() { served <- a.serve(ln) }()
+	addr := ln.Addr().String()
+	dial := func() net.Conn {
+		t.Helper()
+		c, err := net.DialTimeout("tcp", addr, 2*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		return c
+	}
+
+	// A kept-alive connection, idle after one answered request.
+	idle := dial()
+	rawGet(t, idle, "/")
+	resp, err := http.ReadResponse(bufio.NewReader(idle), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || resp.Close {
+		t.Fatalf("GET / = %d, close %t: want 200 on a kept-alive connection", resp.StatusCode, resp.Close)
+	}
+
+	// A connection with a request in flight.
+	busy := dial()
+	rawGet(t, busy, "/sleep?ms=2000")
+
+	// A WebSocket that is receiving messages.
+	ws, _, err := websocket.DefaultDialer.Dial("ws://"+addr+"/ws", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ws.Close()
+	var first wsMessage
+	if err := ws.ReadJSON(&first); err != nil {
+		t.Fatal(err)
+	}
+	closeFrame := make(chan []byte, 1)
+	ws.SetCloseHandler(func(code int, text string) error {
+		closeFrame <- websocket.FormatCloseMessage(code, text)
+		return nil
+	})
+	wsDone := make(chan error, 1)
+	go func() {
+		for {
+			if _, _, err := ws.ReadMessage(); err != nil {
+				wsDone <- err
+				return
+			}
+		}
+	}()
+
+	waitFor(t, 2*time.Second, "one request in flight, 2 connections and 1 websocket tracked", func() bool {
+		return a.inflight.Load() == 1 && a.conns.count() == 2 && a.ws.count() == 1
+	})
+
+	begin := time.Now()
+	if err := a.shutdown("SIGTERM"); err != nil {
+		t.Fatalf("shutdown: %v", err)
+	}
+	if elapsed := time.Since(begin); elapsed > 500*time.Millisecond {
+		t.Errorf("abrupt shutdown took %s, want no drain (DRAIN=10s)", elapsed)
+	}
+
+	readCut(t, "idle kept-alive connection", idle)
+	readCut(t, "in-flight /sleep?ms=2000", busy)
+
+	if c, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
+		c.Close()
+		t.Errorf("new connection after the abrupt shutdown accepted, want refused")
+	} else if !errors.Is(err, syscall.ECONNREFUSED) {
+		t.Errorf("new connection after the abrupt shutdown: %v, want connection refused", err)
+	}
+
+	select {
+	case err := <-wsDone:
+		wantWSCut(t, "websocket", err)
+	case <-time.After(2 * time.Second):
+		t.Fatal("websocket still open 2s after the abrupt shutdown")
+	}
+	select {
+	case f := <-closeFrame:
+		t.Errorf("websocket received a close frame %q", f)
+	default:
+	}
+
+	select {
+	case err := <-served:
+		if err != nil {
+			t.Errorf("serve: %v", err)
+		}
+	case <-time.After(2 * time.Second):
+		t.Fatal("serve still running 2s after the abrupt shutdown")
+	}
+	out := logs.String()
+	if want := "shutdown: SIGTERM received, abrupt: closed listener, 2 connection(s) and 1 websocket(s) without a close frame\n"; !strings.Contains(out, want) {
+		t.Errorf("logs lack %q:\n%s", want, out)
+	}
+	if strings.Contains(out, "drain:") {
+		t.Errorf("abrupt shutdown logged a drain:\n%s", out)
+	}
+	waitFor(t, 2*time.Second, "the websocket handler to return", func() bool { return a.ws.count() == 0 })
+	if err := a.shutdown("SIGTERM"); err == nil {
+		t.Errorf("second shutdown: want an error")
+	}
+	if err := a.drain("SIGTERM"); err == nil {
+		t.Errorf("drain after the abrupt shutdown: want an error")
+	}
+}
+
+// TestAbruptShutdownLateConnections covers the connections that race the
+// cut: one accepted after it, and a WebSocket upgraded after it.
+func TestAbruptShutdownLateConnections(t *testing.T) {
+	a := newApp(testConfig(t, map[string]string{"SHUTDOWN": "abrupt"}), io.Discard)
+	if err := a.abort("SIGTERM"); err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	pair := func() (client, server net.Conn) {
+		t.Helper()
+		client, err := net.Dial("tcp", ln.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { client.Close() })
+		server, err = ln.Accept()
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { server.Close() })
+		return client, server
+	}
+
+	client, server := pair()
+	if a.conns.add(server) {
+		t.Errorf("connection accepted after the cut was tracked, want it reset")
+	}
+	readCut(t, "connection accepted after the cut", client)
+
+	// A WebSocket upgraded after the cut: handleWS is served on a
+	// loopback server of its own, as the app's is closed.
+	srv := httptest.NewServer(a.handler())
+	defer srv.Close()
+	ws, _, err := websocket.DefaultDialer.Dial("ws"+strings.TrimPrefix(srv.URL, "http")+"/ws", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ws.Close()
+	closeFrame := false
+	ws.SetCloseHandler(func(int, string) error { closeFrame = true; return nil })
+	_ = ws.SetReadDeadline(time.Now().Add(2 * time.Second))
+	_, _, err = ws.ReadMessage()
+	wantWSCut(t, "websocket upgraded after the cut", err)
+	if closeFrame {
+		t.Errorf("websocket upgraded after the cut received a close frame")
 	}
 }
 

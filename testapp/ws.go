@@ -1,6 +1,7 @@
 package main
 
 import (
+	"net"
 	"net/http"
 	"sync"
 	"time"
@@ -10,16 +11,19 @@ import (
 
 const wsCloseReason = "server shutting down"
 
-// wsHub tracks open WebSockets so the drain can close them all.
+// wsHub tracks open WebSockets so the drain can close them all, or the
+// abrupt shutdown cut them all.
 type wsHub struct {
 	mu     sync.Mutex
-	closed bool
+	closed bool // by closeAll or cutAll: no new connections
+	cut    bool // by cutAll
 	conns  map[*wsClient]struct{}
 	wg     sync.WaitGroup
 }
 
 type wsClient struct {
 	stop chan struct{} // closed by closeAll
+	conn net.Conn      // the hijacked TCP connection, reset by cutAll
 }
 
 func newWSHub() *wsHub {
@@ -44,6 +48,13 @@ func (h *wsHub) remove(c *wsClient) {
 		delete(h.conns, c)
 		h.wg.Done()
 	}
+}
+
+// isCut reports whether cutAll has run.
+func (h *wsHub) isCut() bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.cut
 }
 
 func (h *wsHub) count() int {
@@ -76,6 +87,20 @@ func (h *wsHub) closeAll(timeout time.Duration) (int, bool) {
 	}
 }
 
+// cutAll resets the TCP connection of every WebSocket, without a close
+// frame, and returns how many it cut. The handlers then fail to read or
+// write and return, without a close frame either.
+func (h *wsHub) cutAll() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.closed = true
+	h.cut = true
+	for c := range h.conns {
+		resetConn(c.conn)
+	}
+	return len(h.conns)
+}
+
 type wsMessage struct {
 	Version string `json:"version"`
 	Pod     string `json:"pod"`
@@ -89,7 +114,8 @@ var upgrader = websocket.Upgrader{
 }
 
 // handleWS sends {version, pod, seq, time} every wsInterval until the client
-// goes away or the drain closes the connection with 1001.
+// goes away, the drain closes the connection with 1001 or the abrupt
+// shutdown resets it.
 func (a *app) handleWS(w http.ResponseWriter, r *http.Request) {
 	conn, err := upgrader.Upgrade(w, r, http.Header{
 		"X-Version": {a.cfg.Version},
@@ -98,8 +124,14 @@ func (a *app) handleWS(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		return // the upgrader has answered with an HTTP error
 	}
-	c := &wsClient{stop: make(chan struct{})}
+	c := &wsClient{stop: make(chan struct{}), conn: conn.NetConn()}
 	if !a.ws.add(c) {
+		// Upgraded while shutting down: the drain says 1001, the abrupt
+		// shutdown resets the connection like the others.
+		if a.ws.isCut() {
+			resetConn(c.conn)
+			return
+		}
 		a.closeWS(conn, nil)
 		_ = conn.Close()
 		return
