@@ -20,7 +20,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from bench.prober import Record, Traffic, summarize
+from bench.prober import Record, Traffic, is_failure, summarize
 from bench.scenarios import LOGS, ROOT, App, Kube, OperatorProcess, ZdrTarget, other_operators, wait_serving
 
 NAMESPACE = "zdr-demo"
@@ -41,15 +41,16 @@ class Progress:
         for r in records:
             if r.get("kind") == "http":
                 self.sent += 1
-                key = f"error:{r['error']}" if r.get("error") else str(r.get("version"))
-                if r.get("error"):
-                    self.errors[str(r["error"])] += 1
+                bad = is_failure(r)
+                key = f"error:{r.get('outcome')}" if bad else str(r.get("version"))
+                if bad:
+                    self.errors[str(r.get("outcome"))] += 1
                 self.recent.append((float(r["t_send"]), key))
             elif r.get("event") == "open":
                 self.ws_open += 1
             elif r.get("event") == "end":
                 self.ws_open -= 1
-                self.ws_abnormal += bool(r.get("abnormal"))
+                self.ws_abnormal += is_failure(r)
 
     def last_second(self, now: float) -> Counter[str]:
         while self.recent and self.recent[0][0] < now - 2.0:
@@ -166,7 +167,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         for col in ("traffic", "requests", "failed", "p50 ms", "p99 ms"):
             table.add_column(col, justify="right" if col != "traffic" else "left")
         for mode, m in summary.modes.items():
-            label = "new connection per request" if mode == "close" else "keep-alive connections"
+            label = "new connection per request" if mode == "new" else "keep-alive connections"
             table.add_row(label, str(m.sent), str(m.failed), f"{m.p50_ms or 0:.1f}", f"{m.p99_ms or 0:.1f}")
         table.add_row(
             "[bold]all HTTP[/bold]",

@@ -25,17 +25,22 @@ The operator is started here (log: ``.cluster/logs/zdr-bench-operator.log``) and
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
 import platform
+import statistics
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench.prober import MODES, Record, Summary, Traffic, percentile, summarize, timeline
+from bench.flows import FlowLog
+from bench.load import BusyLoad
+from bench.prober import MODES, Record, Summary, Traffic, failed, is_failure, percentile, summarize, timeline
 from bench.scenarios import (
     LOGS,
     ROOT,
@@ -44,29 +49,34 @@ from bench.scenarios import (
     EventRecorder,
     Kube,
     OperatorProcess,
+    PodTerminations,
     Target,
     ZdrTarget,
+    app_reset_failures,
     last_other,
     other_operators,
     wait_serving,
 )
+from bench.vegeta import VegetaAttack
 
 RESULTS = ROOT / "bench" / "results"
 NS_PREFIX = "zdr-bench-"
-SCENARIOS = ("deployment", "deployment-probes", "zdr-rolling", "zdr-bluegreen", "zdr-canary")
 CANARY_STEPS = [
     {"setWeight": 25},
     {"pause": {"duration": "2s"}},
     {"setWeight": 50},
-    {"pause": {"duration": "2s"}},
+    {"pause": {}},
 ]
 
 
 @dataclass
 class Config:
     rate: float = 200.0
+    """Requests per second per HTTP mode (new connections, kept-alive)."""
     ws_clients: int = 20
     replicas: int = 4
+    shutdown: str = "abrupt"
+    """The app's SHUTDOWN: ``abrupt`` resets every connection at SIGTERM (no drain of its own)."""
     drain: str = "0s"
     pre_stop_seconds: int = 3
     hold_seconds: float = 2.0
@@ -74,20 +84,34 @@ class Config:
     scale_down_delay: int = 10
     """zdr keeps the previous revision warm this long after a rollout (fast undo)."""
     rollout_timeout: float = 180.0
+    load: int = 0
+    """Busy processes spinning beside the scenario (bench.load)."""
+    vegeta_share: float = 0.25
+    """vegeta's rate on new connections, as a share of ``rate`` (0: off)."""
 
     @property
     def app(self) -> App:
-        return App(replicas=self.replicas, drain=self.drain, pre_stop_seconds=self.pre_stop_seconds)
+        return App(
+            replicas=self.replicas, drain=self.drain, shutdown=self.shutdown, pre_stop_seconds=self.pre_stop_seconds
+        )
 
 
 @dataclass
 class Result:
     scenario: str
     description: str
+    run: int = 1
+    valid: bool = False
+    invalid_reasons: list[str] = field(default_factory=list)
     sent: int = 0
     failed: int = 0
     failure_pct: float = 0.0
     errors: dict[str, int] = field(default_factory=dict)
+    failed_by_mode: dict[str, int] = field(default_factory=dict)
+    app_reset: dict[str, int] = field(default_factory=dict)
+    """Per mode (and ``ws``): failures the abrupt app caused by resetting connections at its own
+    SIGTERM on a pod already out of the Service (bench.scenarios.explained_by_app_reset): cut in
+    flight, or a later connection the kernel sent after such a reset; counted in ``failed_by_mode``."""
     failed_in_rollout: int = 0
     failed_in_rollback: int = 0
     p50_ms: float | None = None
@@ -101,10 +125,14 @@ class Result:
     rollback_complete_s: float | None = None
     new_share_before_undo: dict[str, float | None] = field(default_factory=dict)
     """Per mode: share of the responses in the second before the undo that came from v2."""
+    vegeta: dict[str, Any] | None = None
+    """vegeta's own report on new connections beside the prober (requests, failed, status codes)."""
+    failure_pods: list[dict[str, Any]] = field(default_factory=list)
+    """For each failed request: the pod its connection went to (conntrack) and that pod's history."""
     reactions_s: list[float] = field(default_factory=list)
     reactions_skipped: dict[str, int] = field(default_factory=dict)
-    prober_rate: dict[str, float] = field(default_factory=dict)
     prober_lag_p99_ms: dict[str, float | None] = field(default_factory=dict)
+    prober_min_window: dict[str, int | None] = field(default_factory=dict)
     marks: dict[str, float] = field(default_factory=dict)
     timeline: list[dict[str, Any]] = field(default_factory=list)
     timeline_by_mode: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
@@ -113,101 +141,181 @@ class Result:
     error: str | None = None
 
 
-def make_target(kube: Kube, scenario: str, cfg: Config) -> tuple[Target, str]:
-    ns, app = NS_PREFIX + scenario, cfg.app
-    if scenario == "deployment":
-        return DeploymentTarget(kube, ns, "web", app, readiness=False, pre_stop=None), (
-            "Deployment, no readiness probe, no preStop"
-        )
-    if scenario == "deployment-probes":
-        return DeploymentTarget(kube, ns, "web", app, readiness=True, pre_stop=cfg.pre_stop_seconds), (
-            f"Deployment, readiness probe, preStop sleep {cfg.pre_stop_seconds}s"
-        )
-    delay = cfg.scale_down_delay
-    if scenario == "zdr-rolling":
-        return ZdrTarget(kube, ns, "web", app, "RollingUpdate", scale_down_delay=delay), (
-            f"zdr RollingUpdate, maxSurge 1, maxUnavailable 0, scaleDownDelay {delay}s"
-        )
-    if scenario == "zdr-bluegreen":
-        return ZdrTarget(kube, ns, "web", app, "BlueGreen", auto_promotion=True, scale_down_delay=delay), (
-            f"zdr BlueGreen, autoPromotion, scaleDownDelay {delay}s"
-        )
-    if scenario == "zdr-canary":
-        return ZdrTarget(kube, ns, "web", app, "Canary", canary_steps=CANARY_STEPS, scale_down_delay=delay), (
-            f"zdr Canary, 25% / pause 2s / 50% / pause 2s, maxSurge 1, scaleDownDelay {delay}s"
-        )
-    raise ValueError(f"unknown scenario {scenario!r}; choose from {', '.join(SCENARIOS)}")
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    description: str
+    target: Callable[[Kube, str, Config], Target]
+    during: Callable[[Target, Traffic, dict[str, float]], None] | None = None
+    """Run after the change to v2 (e.g. a promote at a pause)."""
+
+
+def _promote_at_pause(step: int) -> Callable[[Target, Traffic, dict[str, float]], None]:
+    def during(target: Target, traffic: Traffic, marks: dict[str, float]) -> None:
+        assert isinstance(target, ZdrTarget)
+        target.wait_phase("Paused", step=step, timeout=120)
+        marks["paused"] = traffic.now()
+        time.sleep(1.0)
+        marks["promote"] = traffic.now()
+        target.promote()
+
+    return during
+
+
+SCENARIOS: dict[str, Scenario] = {
+    s.name: s
+    for s in [
+        Scenario(
+            "deployment",
+            "Deployment, no readiness probe, no preStop",
+            lambda kube, ns, cfg: DeploymentTarget(kube, ns, "web", cfg.app, readiness=False, pre_stop=None),
+        ),
+        Scenario(
+            "deployment-probes",
+            "Deployment, readiness probe, preStop sleep = zdr's",
+            lambda kube, ns, cfg: DeploymentTarget(kube, ns, "web", cfg.app, readiness=True, pre_stop=cfg.pre_stop_seconds),
+        ),
+        Scenario(
+            "zdr-rolling",
+            "zdr RollingUpdate, maxSurge 1, maxUnavailable 0",
+            lambda kube, ns, cfg: ZdrTarget(kube, ns, "web", cfg.app, "RollingUpdate", scale_down_delay=cfg.scale_down_delay),
+        ),
+        Scenario(
+            "zdr-bluegreen",
+            "zdr BlueGreen, autoPromotion",
+            lambda kube, ns, cfg: ZdrTarget(
+                kube, ns, "web", cfg.app, "BlueGreen", auto_promotion=True, scale_down_delay=cfg.scale_down_delay
+            ),
+        ),
+        Scenario(
+            "zdr-canary",
+            "zdr Canary, 25% / pause 2s / 50% / pause until promote (after 1 s), maxSurge 1",
+            lambda kube, ns, cfg: ZdrTarget(
+                kube, ns, "web", cfg.app, "Canary", canary_steps=CANARY_STEPS, scale_down_delay=cfg.scale_down_delay
+            ),
+            _promote_at_pause(3),
+        ),
+    ]
+}
 
 
 def say(text: str) -> None:
     print(f"[{datetime.now().strftime('%H:%M:%S')}] {text}", flush=True)
 
 
-def run_scenario(kube: Kube, scenario: str, cfg: Config, out_dir: Path) -> tuple[Result, list[Record]]:
-    target, description = make_target(kube, scenario, cfg)
-    result = Result(scenario=scenario, description=description)
-    say(f"{scenario}: {description}")
+def run_scenario(kube: Kube, scenario: Scenario, cfg: Config, out_dir: Path, run: int) -> tuple[Result, list[Record]]:
+    ns = NS_PREFIX + scenario.name
+    target = scenario.target(kube, ns, cfg)
+    result = Result(scenario=scenario.name, description=scenario.description, run=run)
+    say(f"{scenario.name} #{run}: {scenario.description}" + (f", {cfg.load} busy loops" if cfg.load else ""))
     kube.create_namespace(target.ns, replace=True)
+    records: list[Record] = []
     try:
         target.create("v1")
         target.wait_complete("v1", timeout=cfg.rollout_timeout)
         ip = kube.cluster_ip(target.ns, target.service)
         wait_serving(ip, "v1")
-        with Traffic(
-            ip, out_dir / scenario, rate=cfg.rate, ws_clients=cfg.ws_clients, duration=600
-        ) as traffic:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        with (
+            BusyLoad(cfg.load, seconds=900) if cfg.load else contextlib.nullcontext(),
+            Traffic(ip, out_dir, rate=cfg.rate, ws_clients=cfg.ws_clients, duration=600) as traffic,
+            FlowLog(ip, 80, out_dir / "flows.log", traffic.epoch) as flows,
+            VegetaAttack() as vegeta,
+        ):
             recorder = EventRecorder(kube, target.ns, traffic.epoch, target.name)
+            terms = PodTerminations(kube, target.ns, traffic.epoch, service=target.service)
             recorder.start()
+            terms.start()
             recorder.wait_primed()
             try:
                 traffic.start()
+                vegeta_rate = round(cfg.rate * cfg.vegeta_share)
+                if vegeta_rate > 0:
+                    vegeta.start(f"http://{ip}:80/", vegeta_rate, 600, out_dir / "vegeta")
                 marks = result.marks
                 marks["change"] = traffic.now()
                 target.set_version("v2")
+                if scenario.during is not None:
+                    scenario.during(target, traffic, marks)
                 marks["complete"] = target.wait_reported(timeout=cfg.rollout_timeout) - traffic.epoch
-                say(f"{scenario}: v2 complete after {marks['complete'] - marks['change']:.1f}s")
+                say(f"{scenario.name}: v2 complete after {marks['complete'] - marks['change']:.1f}s")
                 time.sleep(max(0.0, marks["complete"] + cfg.hold_seconds - traffic.now()))
                 marks["undo"] = traffic.now()
                 target.undo("v1")
-                marks["undo_complete"] = (
-                    target.wait_complete("v1", timeout=cfg.rollout_timeout) - traffic.epoch
-                )
+                marks["undo_complete"] = target.wait_complete("v1", timeout=cfg.rollout_timeout) - traffic.epoch
                 marks["undo_clean"] = traffic.now()
-                say(f"{scenario}: back on v1 after {marks['undo_clean'] - marks['undo']:.1f}s")
+                say(f"{scenario.name}: back on v1 after {marks['undo_clean'] - marks['undo']:.1f}s")
                 time.sleep(cfg.hold_seconds)
+                if vegeta_rate > 0:
+                    result.vegeta = vegeta.stop().as_dict()
                 records = traffic.stop()
             finally:
                 recorder.stop()
-        measure(result, records, recorder)
+                terms.stop()
+        measure(result, records, recorder, terms, flows, cfg)
     except Exception as exc:
         result.error = f"{type(exc).__name__}: {exc}"
-        say(f"{scenario}: FAILED: {result.error}")
-        records = []
+        say(f"{scenario.name}: FAILED: {result.error}")
     finally:
         kube.delete_namespace(target.ns)
     return result, records
 
 
-def measure(result: Result, records: list[Record], recorder: EventRecorder) -> None:
+def rollback_seconds(records: Sequence[Record], undo: float, mode: str | None = None) -> float | None:
+    """Seconds from the undo to the last request not answered by v1, or None (not measured) when the
+    records cannot show it: nothing was sent after the undo, or no v1 answer came after the last
+    other one (the end of the rollback was not seen)."""
+    after = [r for r in records if r.get("kind") == "http" and float(r["t_send"]) >= undo and mode in (None, r["mode"])]
+    if not after:
+        return None
+    last = last_other(records, "v1", undo, mode)
+    if last is None:
+        return 0.0
+    if not any(float(r["t_send"]) > last and not is_failure(r) for r in after):
+        return None
+    return round(last - undo, 2)
+
+
+def measure(
+    result: Result, records: list[Record], recorder: EventRecorder, terms: PodTerminations, flows: FlowLog, cfg: Config
+) -> None:
     m = result.marks
     whole: Summary = summarize(records, bucket=0.5)
     rollout = summarize(records, window=(m["change"], m["undo"]))
     rollback = summarize(records, window=(m["undo"], float("inf")))
+    result.valid, result.invalid_reasons = whole.valid, whole.validity.reasons
     result.sent, result.failed, result.failure_pct = whole.sent, whole.failed, whole.failure_pct
     result.errors = whole.errors
+    result.failed_by_mode = {mode: ms.failed for mode, ms in whole.modes.items()}
+    result.failed_by_mode["ws"] = whole.ws_abnormal
+    bad = failed(records)
+    result.app_reset = {mode: 0 for mode in [*MODES, "ws"]}
+    for r in app_reset_failures(records, flows, terms, cfg.pre_stop_seconds):
+        result.app_reset[str(r.get("mode") or "ws")] += 1
+    for r in bad:
+        if r.get("kind") == "http":
+            pod_ip = flows.pod_ip(r.get("sport"), float(r["t_send"]))
+            pod = r.get("pod") or terms.pod_ips.get(pod_ip or "")
+            result.failure_pods.append(
+                {
+                    "t": r["t_send"], "mode": r["mode"], "outcome": r.get("outcome"), "sport": r.get("sport"),
+                    "pod_ip": pod_ip, "pod": pod, "terminating_at": terms.terminating.get(pod or ""),
+                    "left_service_at": terms.left_service.get(pod or ""),
+                    "fresh_translation": flows.began(r.get("sport"), float(r["t_send"])),
+                    "previous_flow": flows.previous(r.get("sport"), float(r["t_send"])),
+                }
+            )
     result.failed_in_rollout, result.failed_in_rollback = rollout.failed, rollback.failed
     result.p50_ms, result.p99_ms = rollout.p50_ms, rollout.p99_ms
     result.rollout_s = round(m["complete"] - m["change"], 2)
     result.ws_connections, result.ws_abnormal = whole.ws_connections, whole.ws_abnormal
     result.ws_close_codes = whole.ws_close_codes
-    new_conn = last_other(records, "v1", m["undo"], mode="close")
-    every = last_other(records, "v1", m["undo"])
-    result.rollback_new_conn_s = round(new_conn - m["undo"], 2) if new_conn is not None else 0.0
-    result.rollback_all_s = round(every - m["undo"], 2) if every is not None else 0.0
+    result.rollback_new_conn_s = rollback_seconds(records, m["undo"], "new")
+    result.rollback_all_s = rollback_seconds(records, m["undo"])
     result.rollback_complete_s = round(m["undo_complete"] - m["undo"], 2)
     for mode in MODES:
         last = [r for r in records if r.get("mode") == mode and m["undo"] - 1.0 <= r["t_send"] < m["undo"]]
-        answered = [r for r in last if not r.get("error")]
+        answered = [r for r in last if not is_failure(r)]
         share = sum(1 for r in answered if r.get("version") == "v2") / len(answered) if answered else None
         result.new_share_before_undo[mode] = None if share is None else round(share, 3)
     if result.scenario.startswith("zdr-"):
@@ -215,8 +323,8 @@ def measure(result: Result, records: list[Record], recorder: EventRecorder) -> N
         result.reactions_s = [r[0] for r in samples]
         result.reactions_skipped = skipped
     for mode, ms in whole.modes.items():
-        result.prober_rate[mode] = round(ms.rate, 1)
         result.prober_lag_p99_ms[mode] = ms.lag_p99_ms
+        result.prober_min_window[mode] = ms.min_window_rate
     result.timeline = whole.timeline[1:-1]  # the first and last buckets are partial
     for mode in MODES:
         result.timeline_by_mode[mode] = timeline([r for r in records if r.get("mode") == mode], 0.5)[1:-1]
@@ -234,24 +342,61 @@ def _pct(value: float | None) -> str:
     return "-" if value is None else f"{100 * value:.0f}%"
 
 
-def table(results: Sequence[Result]) -> str:
-    head = (
-        "| scenario | requests | failed | failed % | p50 ms | p99 ms | rollout s | WS abnormal / conns "
-        "| rollback s (new conns) | rollback s (all conns) | v2 share before undo (new / kept-alive) | errors |"
-    )
-    lines = [head, "|" + "---|" * 12]
+def spread(values: Sequence[float | None], digits: int = 0) -> str:
+    """``min / median / max`` of the measured values ("not measured" when none is)."""
+    vals = sorted(v for v in values if v is not None)
+    if not vals:
+        return "not measured"
+    fmt = (lambda v: f"{v:.{digits}f}") if digits else (lambda v: f"{v:g}")
+    lo, mid, hi = vals[0], statistics.median(vals), vals[-1]
+    return fmt(lo) if lo == hi else f"{fmt(lo)} / {fmt(mid)} / {fmt(hi)}"
+
+
+def by_scenario(results: Sequence[Result]) -> dict[str, list[Result]]:
+    out: dict[str, list[Result]] = {}
     for r in results:
-        if r.error:
-            lines.append(f"| {r.scenario} | run failed: {r.error[:80]} |" + " |" * 10)
+        out.setdefault(r.scenario, []).append(r)
+    return out
+
+
+def table(results: Sequence[Result]) -> str:
+    """One row per scenario over its runs: min / median / max of each figure, from valid runs only."""
+    head = (
+        "| scenario | valid runs | requests | failed: new conns (app's reset) | failed: kept-alive (app's reset) "
+        "| WS abnormal (app's reset) | vegeta failed / sent | rollout s | rollback s (new conns) "
+        "| rollback s (all conns) | errors |"
+    )
+    lines = [head, "|" + "---|" * 11]
+    for name, runs in by_scenario(results).items():
+        ok = [r for r in runs if not r.error and r.valid]
+        if not ok:
+            why = "; ".join(sorted({(r.error or "INVALID: " + "; ".join(r.invalid_reasons))[:120] for r in runs}))
+            lines.append(f"| {name} | 0 / {len(runs)} | {why} |" + " |" * 8)
             continue
-        errors = ", ".join(f"{k} {v}" for k, v in sorted(r.errors.items(), key=lambda kv: -kv[1])) or "none"
+        errors: dict[str, int] = {}
+        for r in ok:
+            for k, v in r.errors.items():
+                errors[k] = errors.get(k, 0) + v
+        err = ", ".join(f"{k} {v}" for k, v in sorted(errors.items(), key=lambda kv: -kv[1])) or "none"
+        veg = [r.vegeta for r in ok if r.vegeta]
+        vegeta = f"{spread([v['failed'] for v in veg])} / {spread([v['requests'] for v in veg])}" if veg else "off"
         lines.append(
-            f"| {r.scenario} | {r.sent} | {r.failed} | {r.failure_pct:.2f} | {_num(r.p50_ms)} | {_num(r.p99_ms)} "
-            f"| {_num(r.rollout_s)} | {r.ws_abnormal} / {r.ws_connections} | {_num(r.rollback_new_conn_s)} "
-            f"| {_num(r.rollback_all_s)} | {_pct(r.new_share_before_undo.get('close'))} / "
-            f"{_pct(r.new_share_before_undo.get('keepalive'))} | {errors} |"
+            f"| {name} | {len(ok)} / {len(runs)} | {spread([r.sent for r in ok])} "
+            f"| {spread([r.failed_by_mode.get('new') for r in ok])} ({spread([r.app_reset.get('new') for r in ok])}) "
+            f"| {spread([r.failed_by_mode.get('keepalive') for r in ok])} ({spread([r.app_reset.get('keepalive') for r in ok])}) "
+            f"| {spread([r.failed_by_mode.get('ws') for r in ok])} ({spread([r.app_reset.get('ws') for r in ok])}) "
+            f"| {vegeta} | {spread([r.rollout_s for r in ok], 1)} | {spread([r.rollback_new_conn_s for r in ok], 1)} "
+            f"| {spread([r.rollback_all_s for r in ok], 1)} | {err} |"
         )
     return "\n".join(lines)
+
+
+def invalid_runs(results: Sequence[Result]) -> list[str]:
+    return [
+        f"{r.scenario} #{r.run}: " + (r.error or "INVALID: " + "; ".join(r.invalid_reasons))
+        for r in results
+        if r.error or not r.valid
+    ]
 
 
 def reaction_stats(results: Sequence[Result]) -> dict[str, Any]:
@@ -270,20 +415,31 @@ def reaction_stats(results: Sequence[Result]) -> dict[str, Any]:
     }
 
 
-def markdown(results: Sequence[Result], cfg: Config, reaction: dict[str, Any], when: str) -> str:
+def markdown(results: Sequence[Result], cfg: Config, reaction: dict[str, Any], when: str, runs: int) -> str:
+    bad = invalid_runs(results)
+    load = f"{cfg.load} busy loops beside it" if cfg.load else "no extra load"
     return (
         f"# zdr benchmark ({when})\n\n"
-        f"Test app, {cfg.replicas} replicas, DRAIN={cfg.drain} (the app's own drain after SIGTERM), "
-        f"{cfg.rate:.0f} requests/s on new connections + {cfg.rate:.0f} requests/s over keep-alive "
-        f"connections + {cfg.ws_clients} WebSocket clients, from v1 to v2 and back (undo {cfg.hold_seconds:.0f}s "
-        "after the rollout completed).\n"
-        "Requests and failures count the whole run (rollout and rollback); latency percentiles cover the rollout; "
-        "rollout s: change to the controller reporting completion; rollback s: undo request to the last "
-        "response not from v1; v2 share before undo: responses from v2 in the second before the undo, on new "
-        "connections and on kept-alive connections (a kept-alive connection stays on its pod while that pod "
-        "runs, also after the pod left the Service).\n\n"
+        f"{runs} run(s) of each scenario on {platform.machine()} with {os.cpu_count()} cores, {load}. "
+        f"Test app SHUTDOWN={cfg.shutdown} (at SIGTERM it closes its listener and resets every connection and "
+        f"WebSocket: no drain of its own), {cfg.replicas} replicas, preStop {cfg.pre_stop_seconds}s, "
+        f"{cfg.rate:.0f} requests/s on new connections + {cfg.rate:.0f} requests/s over kept-alive "
+        f"connections + {cfg.ws_clients} WebSocket clients (bench.prober: raw sockets, no retries), and vegeta "
+        f"at {cfg.rate * cfg.vegeta_share:.0f} requests/s on new connections as an independent count; from v1 "
+        f"to v2 and back (undo {cfg.hold_seconds:.0f}s after the rollout completed).\n\n"
+        "Each cell is min / median / max over the valid runs (a run is valid when every prober kept >= 95 % of "
+        "its rate in every 1 s window and its send-lag p99 stayed <= 250 ms, and every request and WebSocket "
+        "client is accounted for). Failures count the whole run. *app's reset*: failures the abrupt app "
+        "caused itself by resetting connections at its SIGTERM, on a pod that had already left the "
+        "Service's endpoints: a request in flight on a kept-alive connection, a WebSocket held open, or "
+        "a new connection from a client port whose last connection that pod reset (conntrack keeps a "
+        "reset connection's translation for 10 s and a SYN from the same port reuses it). No controller "
+        "can save those; the app must close its connections cleanly. rollout s: change to the controller "
+        "reporting completion; rollback s: undo request to the last response not from v1 (not measured "
+        "when no response after it shows the end).\n\n"
         f"{table(results)}\n\n"
-        f"Operator reaction latency (a new pod listed as a ready endpoint -> the operator's next Deployment or "
+        + (("Invalid or failed runs:\n" + "\n".join(f"- {b}" for b in bad) + "\n\n") if bad else "")
+        + f"Operator reaction latency (a new pod listed as a ready endpoint -> the operator's next Deployment or "
         f"Service write, seen by watches): p50 {_num(reaction['p50_ms'])} ms, p99 {_num(reaction['p99_ms'])} ms "
         f"over {reaction['samples']} gates (left out: {reaction['left_out'].get('timer', 0)} writes more than 5 s "
         f"after a gate, i.e. timed waits; {reaction['left_out'].get('same_pass', 0)} writes of the same reconcile "
@@ -302,7 +458,7 @@ def plot(results: Sequence[Result], path: Path) -> None:
         return
     fig, axes = plt.subplots(len(ok), 1, figsize=(11, 2.4 * len(ok)), sharex=True, squeeze=False)
     colors = {"v1": "#1f77b4", "v2": "#2ca02c"}
-    styles = {"close": ("-", "new conns"), "keepalive": (":", "kept-alive")}
+    styles = {"new": ("-", "new conns"), "keepalive": (":", "kept-alive")}
     for ax, r in zip(axes[:, 0], ok, strict=True):
         t0 = r.marks["change"]
         ts = [row["t"] - t0 for row in r.timeline]
@@ -341,13 +497,16 @@ def plot(results: Sequence[Result], path: Path) -> None:
 
 # ---------------------------------------------------------------------------------------------
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    ap = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m bench.run", description=(__doc__ or "").split("\n\n")[0])
     ap.add_argument("--only", default=",".join(SCENARIOS), help="comma-separated scenarios")
-    ap.add_argument("--runs", type=int, default=1, help="repetitions of each scenario")
-    ap.add_argument("--rate", type=float, default=Config.rate)
+    ap.add_argument("--runs", type=int, default=3, help="repetitions of each scenario (default 3)")
+    ap.add_argument("--load", type=int, default=0, help="busy processes spinning beside each run (e.g. 2)")
+    ap.add_argument("--rate", type=float, default=Config.rate, help="requests/s per HTTP mode")
     ap.add_argument("--ws-clients", type=int, default=Config.ws_clients)
     ap.add_argument("--replicas", type=int, default=Config.replicas)
-    ap.add_argument("--drain", default=Config.drain, help="the app's DRAIN after SIGTERM (e.g. 0s, 2s)")
+    ap.add_argument("--shutdown", choices=("abrupt", "graceful"), default=Config.shutdown, help="the app's SHUTDOWN")
+    ap.add_argument("--drain", default=Config.drain, help="the app's DRAIN after SIGTERM when graceful")
+    ap.add_argument("--vegeta-share", type=float, default=Config.vegeta_share, help="vegeta's share of the rate")
     ap.add_argument("--out", type=Path, default=RESULTS)
     return ap.parse_args(argv)
 
@@ -362,7 +521,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not 1 <= args.runs <= 20:
         print("--runs must be between 1 and 20", file=sys.stderr)
         return 2
-    cfg = Config(rate=args.rate, ws_clients=args.ws_clients, replicas=args.replicas, drain=args.drain)
+    if not 0 <= args.load <= 8:
+        print("--load must be between 0 and 8", file=sys.stderr)
+        return 2
+    cfg = Config(
+        rate=args.rate, ws_clients=args.ws_clients, replicas=args.replicas, shutdown=args.shutdown,
+        drain=args.drain, load=args.load, vegeta_share=args.vegeta_share,
+    )
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
     raw = out / "raw"
@@ -370,10 +535,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     kube.ensure_crd()
     others = other_operators(NS_PREFIX + scenarios[0])
     if others:
-        say(
-            "warning: other zdr operators are running and will act on the bench's rollouts too:\n  "
-            + "\n  ".join(others)
-        )
+        say("warning: other zdr operators are running and will act on the bench's rollouts too:\n  " + "\n  ".join(others))
     log = LOGS / "zdr-bench-operator.log"
     operator = OperatorProcess(log, namespaces=[NS_PREFIX + "*"])
     results: list[Result] = []
@@ -381,33 +543,39 @@ def main(argv: Sequence[str] | None = None) -> int:
     when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     with operator:
         say(f"operator started (log: {log})")
-        for n in range(args.runs):
-            for scenario in scenarios:
-                result, _ = run_scenario(kube, scenario, cfg, raw / f"run{n + 1}")
-                if args.runs > 1:
-                    result.scenario = f"{scenario} #{n + 1}"
+        for n in range(1, args.runs + 1):
+            for name in scenarios:
+                result, _ = run_scenario(kube, SCENARIOS[name], cfg, raw / f"run{n}" / name, n)
+                say(
+                    f"{name} #{n}: failed new {result.failed_by_mode.get('new')} (app's reset {result.app_reset.get('new')}), kept-alive "
+                    f"{result.failed_by_mode.get('keepalive')} (app's reset {result.app_reset.get('keepalive')}), "
+                    f"ws {result.failed_by_mode.get('ws')} (app's reset {result.app_reset.get('ws')}), vegeta "
+                    f"{(result.vegeta or {}).get('failed')}; {'valid' if result.valid else 'INVALID ' + '; '.join(result.invalid_reasons)}"
+                )
                 results.append(result)
     reaction = reaction_stats(results)
     doc = {
         "when": when,
-        "host": {"machine": platform.machine(), "python": platform.python_version()},
+        "host": {"machine": platform.machine(), "cores": os.cpu_count(), "python": platform.python_version()},
         "config": asdict(cfg),
+        "runs": args.runs,
         "modes": list(MODES),
         "duration_s": round(time.monotonic() - started, 1),
         "other_operators": others,
         "operator_log": str(log),
         "operator_reaction": reaction,
+        "invalid_runs": invalid_runs(results),
         "scenarios": [asdict(r) for r in results],
     }
     (out / "latest.json").write_text(json.dumps(doc, indent=1))
-    md = markdown(results, cfg, reaction, when)
+    md = markdown(results, cfg, reaction, when, args.runs)
     (out / "latest.md").write_text(md)
-    plot(results, out / "timeline.png")
+    plot([r for r in results if r.run == 1], out / "timeline.png")
     print()
     print(md)
     print(f"written: {out / 'latest.json'}, {out / 'latest.md'}, {out / 'timeline.png'}")
     print(f"operator log: {log}")
-    return 1 if any(r.error for r in results) else 0
+    return 1 if any(r.error or not r.valid for r in results) else 0
 
 
 if __name__ == "__main__":

@@ -43,7 +43,8 @@ from zdr.api import (
     command_annotation,
 )
 
-from bench.prober import Record, check_target
+from bench.flows import FlowLog
+from bench.prober import Record, check_target, failed, is_failure
 
 ROOT = Path(__file__).resolve().parents[1]
 KUBECONFIG = Path(os.environ.get("ZDR_KUBECONFIG", ROOT / ".cluster" / "kubeconfig"))
@@ -85,6 +86,9 @@ class App:
     replicas: int = 4
     drain: str = "2s"
     """DRAIN: after SIGTERM the app serves this long (answering ``Connection: close``)."""
+    shutdown: str = "graceful"
+    """SHUTDOWN: ``abrupt`` closes the listener and resets every connection and WebSocket at SIGTERM,
+    so only the controller's drain (preStop, endpoint removal) stands between it and a failure."""
     pre_stop_seconds: int = 3
     grace_seconds: int = 30
     env: tuple[tuple[str, str], ...] = ()
@@ -100,6 +104,7 @@ def container(version: str, app: App, *, readiness: bool = True, pre_stop: int |
         "env": [
             {"name": "VERSION", "value": version},
             {"name": "DRAIN", "value": app.drain},
+            {"name": "SHUTDOWN", "value": app.shutdown},
             {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
             *({"name": k, "value": v} for k, v in app.env),
         ],
@@ -669,6 +674,51 @@ class Observation:
     what: str
 
 
+def watch_namespace(
+    kube: Kube,
+    ns: str,
+    lister: Callable[[client.ApiClient], Callable[..., Any]],
+    handler: Callable[[str, Json], None],
+    stop: threading.Event,
+    primed: threading.Event | None = None,
+) -> None:
+    """Lists then watches one kind in ``ns`` (relisting after a 410), calling ``handler(type, obj)``
+    for every object listed (type ``INITIAL``) and every event, until ``stop`` (at most an hour)."""
+    api = kube.new_api()
+    list_fn = lister(api)
+    version: str | None = None
+    deadline = time.monotonic() + 3600
+    while not stop.is_set() and time.monotonic() < deadline:
+        try:
+            if version is None:
+                listed = raw_json(list_fn, ns)
+                for obj in listed.get("items") or []:
+                    handler("INITIAL", obj)
+                version = listed["metadata"]["resourceVersion"]
+                if primed is not None:
+                    primed.set()
+            w = watch.Watch()
+            try:
+                for ev in w.stream(list_fn, ns, resource_version=version, timeout_seconds=2, _request_timeout=10):
+                    obj = api.sanitize_for_serialization(ev["object"])
+                    if ev["type"] == "ERROR":
+                        version = None
+                        break
+                    version = obj.get("metadata", {}).get("resourceVersion") or version
+                    handler(ev["type"], obj)
+                    if stop.is_set():
+                        break
+            finally:
+                w.stop()
+        except ApiException as exc:
+            if exc.status == 410:
+                version = None
+            else:
+                time.sleep(0.5)
+        except Exception:
+            time.sleep(0.5)
+
+
 @dataclass
 class EventRecorder:
     """Watches EndpointSlices, Deployments and Services of ``ns`` in background threads.
@@ -720,40 +770,7 @@ class EventRecorder:
     def _run(
         self, lister: Callable[[client.ApiClient], Callable[..., Any]], handler: Callable[[str, Json], None]
     ) -> None:
-        api = self.kube.new_api()
-        list_fn = lister(api)
-        version: str | None = None
-        deadline = time.monotonic() + 3600
-        while not self._stop.is_set() and time.monotonic() < deadline:
-            try:
-                if version is None:
-                    listed = raw_json(list_fn, self.ns)
-                    for obj in listed.get("items") or []:
-                        handler("INITIAL", obj)
-                    version = listed["metadata"]["resourceVersion"]
-                    self._primed.set()
-                w = watch.Watch()
-                try:
-                    for ev in w.stream(
-                        list_fn, self.ns, resource_version=version, timeout_seconds=2, _request_timeout=10
-                    ):
-                        obj = api.sanitize_for_serialization(ev["object"])
-                        if ev["type"] == "ERROR":
-                            version = None
-                            break
-                        version = obj.get("metadata", {}).get("resourceVersion") or version
-                        handler(ev["type"], obj)
-                        if self._stop.is_set():
-                            break
-                finally:
-                    w.stop()
-            except ApiException as exc:
-                if exc.status == 410:
-                    version = None
-                else:
-                    time.sleep(0.5)
-            except Exception:
-                time.sleep(0.5)
+        watch_namespace(self.kube, self.ns, lister, handler, self._stop, self._primed)
 
     def _note(self, kind: str, what: str) -> None:
         with self._lock:
@@ -841,56 +858,75 @@ class EventRecorder:
 
 
 class PodTerminations:
-    """Polls a namespace and records, in seconds after ``epoch``, when each pod was first seen
+    """Watches a namespace and records, in seconds after ``epoch``, when each pod was first seen
     terminating (``deletionTimestamp`` set) and, for ``service``, when a pod that was a ready endpoint
-    stopped being one (it left service: terminating, not ready, or no longer selected)."""
+    stopped being one (it left service: terminating, not ready, or no longer selected). Watches, not
+    polls: on a busy node a LIST takes long enough to blur these times by tenths of a second."""
 
-    def __init__(
-        self, kube: Kube, ns: str, epoch: float, service: str | None = None, interval: float = 0.1
-    ) -> None:
-        self.kube, self.ns, self.epoch, self.service, self.interval = kube, ns, epoch, service, interval
+    def __init__(self, kube: Kube, ns: str, epoch: float, service: str | None = None) -> None:
+        self.kube, self.ns, self.epoch, self.service = kube, ns, epoch, service
         self.terminating: dict[str, float] = {}
         self.left_service: dict[str, float] = {}
-        self._ready: set[str] = set()
+        self.pod_ips: dict[str, str] = {}
+        """Pod IP -> pod name, of every pod seen with an IP."""
+        self._ready: dict[str, set[str]] = {}
+        self._lock = threading.Lock()
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="pod-terminations", daemon=True)
+        self._primed = [threading.Event(), threading.Event()]
+        self._threads = [
+            threading.Thread(
+                target=watch_namespace,
+                args=(kube, ns, lambda api: client.CoreV1Api(api).list_namespaced_pod, self._pod, self._stop, self._primed[0]),
+                name="watch-pods",
+                daemon=True,
+            ),
+            threading.Thread(
+                target=watch_namespace,
+                args=(kube, ns, lambda api: client.DiscoveryV1Api(api).list_namespaced_endpoint_slice, self._slice, self._stop, self._primed[1]),
+                name="watch-slices",
+                daemon=True,
+            ),
+        ]
 
-    def _run(self) -> None:
-        api = self.kube.new_api()
-        core, discovery = client.CoreV1Api(api), client.DiscoveryV1Api(api)
-        deadline = time.monotonic() + 1800
-        while not self._stop.is_set() and time.monotonic() < deadline:
-            with contextlib.suppress(Exception):
-                pods = raw_json(core.list_namespaced_pod, self.ns)["items"]
-                now = time.monotonic() - self.epoch
-                for p in pods:
-                    name = p["metadata"]["name"]
-                    if p["metadata"].get("deletionTimestamp") and name not in self.terminating:
-                        self.terminating[name] = now
-                if self.service:
-                    slices = raw_json(
-                        discovery.list_namespaced_endpoint_slice,
-                        self.ns,
-                        label_selector=f"kubernetes.io/service-name={self.service}",
-                    )
-                    now = time.monotonic() - self.epoch
-                    ready = {
-                        (ep.get("targetRef") or {}).get("name", "")
-                        for sl in slices["items"]
-                        for ep in sl.get("endpoints") or []
-                        if (ep.get("conditions") or {}).get("ready")
-                    }
-                    for name in self._ready - ready:
-                        self.left_service.setdefault(name, now)
-                    self._ready = ready
-            self._stop.wait(self.interval)
+    def _now(self) -> float:
+        return time.monotonic() - self.epoch
+
+    def _pod(self, type_: str, p: Json) -> None:
+        name = p["metadata"]["name"]
+        with self._lock:
+            if (p.get("status") or {}).get("podIP"):
+                self.pod_ips[p["status"]["podIP"]] = name
+            if p["metadata"].get("deletionTimestamp") and name not in self.terminating:
+                self.terminating[name] = self._now()
+
+    def _slice(self, type_: str, sl: Json) -> None:
+        if (sl["metadata"].get("labels") or {}).get("kubernetes.io/service-name") != self.service:
+            return
+        ready = set()
+        if type_ != "DELETED":
+            ready = {
+                (ep.get("targetRef") or {}).get("name", "")
+                for ep in sl.get("endpoints") or []
+                if (ep.get("conditions") or {}).get("ready")
+            }
+        with self._lock:
+            before = set().union(*self._ready.values()) if self._ready else set()
+            self._ready[sl["metadata"]["name"]] = ready
+            after = set().union(*self._ready.values())
+            for name in before - after:
+                self.left_service.setdefault(name, self._now())
 
     def start(self) -> None:
-        self._thread.start()
+        for t in self._threads[: 2 if self.service else 1]:
+            t.start()
+        for e in self._primed[: 2 if self.service else 1]:
+            e.wait(10)
 
     def stop(self) -> None:
         self._stop.set()
-        self._thread.join(timeout=10)
+        for t in self._threads:
+            if t.is_alive():
+                t.join(timeout=10)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -901,7 +937,7 @@ def versions_after(records: Sequence[Record], t: float) -> dict[str, int]:
     out: dict[str, int] = {}
     for r in records:
         if r.get("kind") == "http" and float(r["t_send"]) >= t:
-            key = f"error:{r['error']}" if r.get("error") else str(r.get("version"))
+            key = f"error:{r.get('outcome')}" if is_failure(r) else str(r.get("version"))
             out[key] = out.get(key, 0) + 1
     return out
 
@@ -916,24 +952,100 @@ def last_other(
         if r.get("kind") == "http"
         and float(r["t_send"]) >= since
         and (mode is None or r["mode"] == mode)
-        and (r.get("error") or r.get("version") != version)
+        and (is_failure(r) or r.get("version") != version)
     ]
     return max(times) if times else None
 
 
+CUT_TOLERANCE = 0.5
+"""Seconds: pod deletions are seen by polling (0.1 s) through the API, a little after they happen."""
+
+
+def cut_by_app(r: Record, terms: PodTerminations, pre_stop_seconds: float) -> bool:
+    """A failure the app caused itself when it got SIGTERM after the controller drained it: a
+    request in flight on a kept-alive connection, or a WebSocket, cut at that pod's SIGTERM (the
+    abrupt app resets them), on a pod that had already left the Service's endpoints. No controller
+    can save those; what it must save (a connection sent to a pod that is gone) is never this."""
+    if not is_failure(r):
+        return False
+    pod = r.get("pod")
+    if r.get("kind") == "http":
+        t = float(r["t_send"])
+        if r.get("outcome") != "keepalive_reset":
+            return False
+    elif r.get("kind") == "ws":
+        t = float(r.get("t", 0.0))
+        if r.get("end_kind") != "lost":
+            return False
+    else:
+        return False
+    if not pod or pod not in terms.terminating:
+        return False
+    sigterm = terms.terminating[pod] + pre_stop_seconds
+    left = terms.left_service.get(pod)
+    return t >= sigterm - CUT_TOLERANCE and left is not None and left <= t
+
+
+CONNTRACK_CLOSE_SECONDS = 10.0
+"""``nf_conntrack_tcp_timeout_close``: how long the kernel keeps the entry of a reset connection."""
+CONNTRACK_SYN_SENT_SECONDS = 120.0
+"""``nf_conntrack_tcp_timeout_syn_sent``: how long an unanswered SYN keeps the entry (and its target)."""
+
+
+def app_reset_failures(
+    records: Sequence[Record], flows: FlowLog, terms: PodTerminations, pre_stop_seconds: float
+) -> list[Record]:
+    """The failures the abrupt app caused by resetting connections at its SIGTERM after the
+    controller had drained its pod (left the Service, full preStop): no controller can prevent them.
+
+    - a request in flight on a kept-alive connection, or a WebSocket held open, cut at that pod's
+      SIGTERM (``cut_by_app``);
+    - a new connection the kernel sent where an earlier connection from the same client port had
+      gone, to that pod. When a server resets a connection, conntrack keeps its entry in state
+      CLOSE for 10 s, and a SYN from the same client port in that time does not start a new entry
+      (Linux reopens only entries closed by a FIN, or reset by the client): it reuses the old
+      translation, to a pod that is gone; the unanswered SYN then keeps it for 120 s more, so a
+      later reuse of the port fails the same way. ``connect()`` hands a port out again within
+      seconds at a high connection rate, so a client that also held WebSockets or kept-alive
+      connections to the old pod meets this. Told apart by conntrack: no new entry (no translation
+      by kube-proxy's rules) appeared for the failed connection, and its port's last translated
+      flow went to a pod whose app had reset its connections.
+    """
+    out: list[Record] = []
+    stale: dict[int, float] = {}  # client port -> last failure through a stale entry
+    for r in sorted(failed(records), key=lambda r: float(r.get("t_send", r.get("t", 0.0)) or 0.0)):
+        if cut_by_app(r, terms, pre_stop_seconds):
+            out.append(r)
+            continue
+        if r.get("kind") != "http" or r.get("reused") or r.get("outcome") not in ("connect_timeout", "unreachable", "refused"):
+            continue
+        t, sport = float(r["t_send"]), r.get("sport")
+        if sport is None or flows.began(sport, t):
+            continue
+        if t - stale.get(int(sport), -1e9) <= CONNTRACK_SYN_SENT_SECONDS:
+            stale[int(sport)] = t
+            out.append(r)
+            continue
+        prev = flows.previous(sport, t)
+        pod = terms.pod_ips.get(prev[1]) if prev else None
+        if pod is None or pod not in terms.terminating:
+            continue
+        sigterm = terms.terminating[pod] + pre_stop_seconds
+        if sigterm - CUT_TOLERANCE <= t <= sigterm + CONNTRACK_CLOSE_SECONDS + CUT_TOLERANCE:
+            stale[int(sport)] = t
+            out.append(r)
+    return out
+
+
 def describe_failures(records: Sequence[Record], limit: int = 15) -> str:
     """A readable list of failed requests and abnormal WebSocket ends."""
-    bad = [
-        r
-        for r in records
-        if (r.get("kind") == "http" and r.get("error")) or (r.get("kind") == "ws" and r.get("abnormal"))
-    ]
+    bad = failed(records)
     lines = []
     for r in sorted(bad, key=lambda r: float(r.get("t_send", r.get("t")) or 0.0))[:limit]:
         if r["kind"] == "http":
             lines.append(
-                f"  t={r['t_send']:.3f}s {r['mode']} {r['error']} latency={r['latency_ms']}ms "
-                f"{r.get('detail', '')}"
+                f"  t={r['t_send']:.3f}s {r['mode']} {r.get('outcome')} latency={r.get('latency_ms')}ms "
+                f"pod={r.get('pod')} {r.get('detail', '')}"
             )
         else:
             lines.append(

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds the binaries of the local test cluster from the Go module proxy and caches
 # them by version under ZDR_CACHE (default ~/.cache/zdr): Kubernetes (wrapper module
-# in hack/gomod/kubernetes) and etcd (wrapper module in hack/gomod/etcd).
+# in hack/gomod/kubernetes), etcd (wrapper module in hack/gomod/etcd) and the vegeta
+# load tool the benchmark cross-checks its prober with (wrapper module in hack/gomod/vegeta).
 # A warm cache makes this a no-op; a cold build prints one line per binary.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -11,6 +12,9 @@ k8s_version="$(awk '/^require k8s.io\/kubernetes/ {print $3}' hack/gomod/kuberne
 etcd_version="$(awk '/^require go.etcd.io\/etcd\/server\/v3 / {print $3}' hack/gomod/etcd/go.mod)"
 k8s_dir="$ZDR_CACHE/kubernetes/$k8s_version/bin"
 etcd_dir="$ZDR_CACHE/etcd/$etcd_version/bin"
+vegeta_version="$(awk '$1 == "require" && $2 == "github.com/tsenart/vegeta/v12" {print $3}' hack/gomod/vegeta/go.mod)"
+[[ -n "$vegeta_version" ]] || die "no github.com/tsenart/vegeta/v12 requirement in hack/gomod/vegeta/go.mod"
+vegeta_dir="$ZDR_CACHE/vegeta/$vegeta_version/bin"
 export GOFLAGS="-mod=mod -trimpath"
 export GOTOOLCHAIN=local
 
@@ -29,7 +33,7 @@ build_k8s() {
   info "built $cmd in $((SECONDS - t0))s"
 }
 
-mkdir -p "$k8s_dir" "$etcd_dir"
+mkdir -p "$k8s_dir" "$etcd_dir" "$vegeta_dir"
 if [[ ! -x "$etcd_dir/etcd" ]]; then
   step "building etcd $etcd_version"
   t0=$SECONDS
@@ -37,9 +41,18 @@ if [[ ! -x "$etcd_dir/etcd" ]]; then
   mv "$etcd_dir/etcd.tmp" "$etcd_dir/etcd"
   info "built etcd in $((SECONDS - t0))s"
 fi
+if [[ ! -x "$vegeta_dir/vegeta" ]]; then
+  step "building vegeta $vegeta_version"
+  t0=$SECONDS
+  # vegeta's main package is the module root; the wrapper's go.mod pins it (tool directive).
+  (cd hack/gomod/vegeta && CGO_ENABLED=0 go build -ldflags "-s -w -X main.Version=$vegeta_version" \
+    -o "$vegeta_dir/vegeta.tmp" github.com/tsenart/vegeta/v12)
+  mv "$vegeta_dir/vegeta.tmp" "$vegeta_dir/vegeta"
+  info "built vegeta in $((SECONDS - t0))s"
+fi
 for cmd in kubectl kube-apiserver kube-controller-manager kube-scheduler kube-proxy kubelet; do
   build_k8s "$cmd"
 done
 mkdir -p .cluster/bin
-for b in "$k8s_dir"/* "$etcd_dir"/etcd; do ln -sf "$b" ".cluster/bin/$(basename "$b")"; done
-info "binaries ready in .cluster/bin (kubernetes $k8s_version, etcd $etcd_version)"
+for b in "$k8s_dir"/* "$etcd_dir"/etcd "$vegeta_dir"/vegeta; do ln -sf "$b" ".cluster/bin/$(basename "$b")"; done
+info "binaries ready in .cluster/bin (kubernetes $k8s_version, etcd $etcd_version, vegeta $vegeta_version)"

@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import math
+import os
 import select
 import socket
 from collections import deque
@@ -152,16 +153,27 @@ class Connection:
 
     @classmethod
     async def open(cls, host: str, port: int, timeout: float, rec: Record | None = None) -> Connection:
-        """Connects; the local port (bound before connecting, so that a failed connect has one
-        too) goes into ``rec["sport"]``: it names the flow in conntrack, hence the pod it went to."""
+        """Connects as any client does (``connect()`` picks the local port: no bind before it, whose
+        port choice would reuse ports at once and so meet a closed flow's conntrack entry, still
+        translated to its old pod). The local port goes into ``rec["sport"]`` as soon as the SYN
+        is sent, so a failed connect has one too: it names the flow in conntrack, hence the pod."""
         loop = asyncio.get_running_loop()
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         try:
             sock.setblocking(False)
-            sock.bind(("0.0.0.0", 0))
+            err = sock.connect_ex((host, port))
             if rec is not None:
                 rec["sport"] = sock.getsockname()[1]
-            await asyncio.wait_for(loop.sock_connect(sock, (host, port)), timeout)
+            if err == errno.EINPROGRESS:
+                writable: asyncio.Future[None] = loop.create_future()
+                loop.add_writer(sock.fileno(), lambda: writable.done() or writable.set_result(None))
+                try:
+                    await asyncio.wait_for(writable, timeout)
+                finally:
+                    loop.remove_writer(sock.fileno())
+                err = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+            if err:
+                raise OSError(err, os.strerror(err))
             reader, writer = await asyncio.open_connection(sock=sock, limit=MAX_HEAD)
         except (OSError, TimeoutError) as exc:
             sock.close()

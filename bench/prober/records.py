@@ -21,6 +21,9 @@ from bench.prober.http import Record
 
 MIN_WINDOW_SHARE = 0.95
 MAX_LAG_P99_MS = 250.0
+WARMUP_SECONDS = 1.0
+"""A prober's first second (connections being opened, the interpreter warming up) is not judged:
+``Traffic.start`` returns only after it, so no scenario begins before the schedule is steady."""
 
 
 class BadRecords(ValueError):
@@ -120,7 +123,7 @@ class ModeSummary:
     lag_max_ms: float | None
     errors: dict[str, int]
     per_second: list[int] = field(default_factory=list)
-    """Requests actually sent in each full 1 s window of the run (the validity rule's input)."""
+    """Requests actually sent in each full 1 s window of the run (the validity rule's input; after the warm-up)."""
     target_rate: float | None = None
 
     @property
@@ -240,12 +243,16 @@ def _windows(recs: Sequence[Record], start: float, end: float) -> list[int]:
 def _mode_summary(recs: Sequence[Record], meta: Record | None = None) -> ModeSummary:
     bad = [r for r in recs if is_failure(r)]
     ok_lat = [float(r["latency_ms"]) for r in recs if not is_failure(r) and r.get("latency_ms") is not None]
-    lags = [float(r.get("lag_ms") or 0.0) for r in recs]
+    judged = recs
+    if meta is not None:
+        after = float(meta.get("t_start", 0.0)) + WARMUP_SECONDS
+        judged = [r for r in recs if float(r["t_send"]) >= after]
+    lags = [float(r.get("lag_ms") or 0.0) for r in judged]
     times = [sent_at(r) for r in recs]
     span = max(times) - min(times) if len(times) > 1 else 0.0
     per_second: list[int] = []
     if meta is not None and recs:
-        first = float(meta.get("t_start", min(float(r["t_send"]) for r in recs)))
+        first = float(meta.get("t_start", min(float(r["t_send"]) for r in recs))) + WARMUP_SECONDS
         last = max(float(r["t_send"]) for r in recs)
         per_second = _windows(recs, first, last)
     return ModeSummary(
@@ -282,8 +289,8 @@ def validity(records: Sequence[Record]) -> Validity:
         done = dones.get(name)
         if done is None:
             reasons.append(f"prober {name} wrote no done record (killed or crashed before the end)")
-        if start.get("mode"):
-            mode = str(start["mode"])
+        if start.get("http_mode"):
+            mode = str(start["http_mode"])
             recs = by_mode.get(mode, [])
             missing = [r for r in recs if "outcome" not in r]
             if missing:
@@ -345,7 +352,11 @@ def summarize(
     everything = list(records)
     recs = everything if window is None else [r for r in everything if r.get("kind") != "meta" and _inside(r, *window)]
     http = list(http_records(recs))
-    metas = {str(m.get("mode")): m for m in everything if m.get("kind") == "meta" and m.get("event") == "start" and m.get("mode")}
+    metas = {
+        str(m["http_mode"]): m
+        for m in everything
+        if m.get("kind") == "meta" and m.get("event") == "start" and m.get("http_mode")
+    }
     by_mode: dict[str, list[Record]] = {}
     for r in http:
         by_mode.setdefault(str(r["mode"]), []).append(r)

@@ -30,27 +30,37 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 class JsonlWriter:
-    """Appends records as JSON lines; flushed by ``flush`` (called periodically) and on close."""
+    """Collects records; ``flush`` writes the new ones as JSON lines from a worker thread.
+
+    The event loop never touches the file: on a busy node a write can block for hundreds of
+    milliseconds (the journal of a disk that etcd and containerd keep syncing), and a blocked loop
+    would send late, which the validity rule then rightly calls an invalid run."""
 
     def __init__(self, out: IO[str] | None) -> None:
         self.out = out
         self.records: list[Record] = []
+        self.written = 0
 
     def __call__(self, record: Record) -> None:
         self.records.append(record)
-        if self.out is not None:
-            self.out.write(json.dumps(record, separators=(",", ":")) + "\n")
 
-    def flush(self) -> None:
+    def _write(self, batch: list[Record]) -> None:
         if self.out is not None:
+            self.out.write("".join(json.dumps(r, separators=(",", ":")) + "\n" for r in batch))
             self.out.flush()
+
+    async def flush(self) -> None:
+        batch = self.records[self.written :]
+        self.written += len(batch)
+        if batch:
+            await asyncio.get_running_loop().run_in_executor(None, self._write, batch)
 
 
 async def _flusher(writer: JsonlWriter, every: float, stop: asyncio.Event) -> None:
     while not stop.is_set():
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), every)
-        writer.flush()
+        await writer.flush()
 
 
 async def probe(
@@ -77,13 +87,13 @@ async def probe(
     async def http(mode: Mode) -> None:
         cfg = HttpConfig(host=host, port=port, path=path, mode=mode, rate=rate, duration=seconds, pool=pool, expect=expect)
         name = f"http-{mode}"
-        sink({"kind": "meta", "event": "start", "prober": name, "mode": mode, "rate": rate, "t_start": round(loop.time() - base, 4)})
+        sink({"kind": "meta", "event": "start", "prober": name, "http_mode": mode, "rate": rate, "t_start": round(loop.time() - base, 4)})
         stats = await run_http(cfg, sink, epoch=base, stop=stop)
         sink({"kind": "meta", "event": "done", "prober": name, "sent": stats.sent, "connections": stats.connections, "replaced": stats.replaced})
 
     async def ws() -> None:
         cfg = WsConfig(host=host, port=port, clients=websockets, duration=seconds)
-        sink({"kind": "meta", "event": "start", "prober": "ws", "mode": None, "ws_clients": websockets, "t_start": round(loop.time() - base, 4)})
+        sink({"kind": "meta", "event": "start", "prober": "ws", "ws_clients": websockets, "t_start": round(loop.time() - base, 4)})
         await run_ws(cfg, sink, epoch=base, stop=stop)
         sink({"kind": "meta", "event": "done", "prober": "ws"})
 
@@ -92,10 +102,17 @@ async def probe(
 
 
 def _raise_priority() -> None:
-    """Runs in the prober's child process: a slightly higher CPU priority (where permitted), so that
-    other load on a small machine delays the probers' sends less than the system they measure."""
-    with contextlib.suppress(OSError):
-        os.nice(-5)
+    """Runs in the prober's child process: real-time round-robin scheduling where permitted (root),
+    else a raised nice value. Measured on the 2-core machine during a rollout with two busy loops:
+    a 5 ms sleep loop at nice -5 woke up to 124 ms late while pods were created and deleted, which
+    cut the probers' 1 s windows below 95 % of their rate; under SCHED_RR it was never more than
+    50 ms late. The probers sleep between sends, so they cannot starve the machine (and the kernel
+    caps real-time tasks at 95 % of each second)."""
+    try:
+        os.sched_setscheduler(0, os.SCHED_RR, os.sched_param(10))
+    except (OSError, AttributeError):
+        with contextlib.suppress(OSError):
+            os.nice(-5)
 
 
 class ProbeProcess:
@@ -106,6 +123,7 @@ class ProbeProcess:
         self.out = out
         self.log = log
         self.proc: subprocess.Popen[bytes] | None = None
+        self.stopping = False
         self.tail = Tail(out)
 
     def start(self) -> None:
@@ -122,7 +140,8 @@ class ProbeProcess:
             )
 
     def signal_stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
+        if self.proc is not None and self.proc.poll() is None and not self.stopping:
+            self.stopping = True
             self.proc.send_signal(signal.SIGINT)
 
     def stop(self, wait: float = 25.0) -> int | None:
@@ -274,7 +293,7 @@ def run_cli(
         finally:
             done.set()
             await flusher
-            writer.flush()
+            await writer.flush()
         return writer.records
 
     if out is not None:
@@ -282,6 +301,9 @@ def run_cli(
             records = asyncio.run(main(f))
     else:
         records = asyncio.run(main(None))
+    # The run is over and every record written: a repeated stop signal must not cut the summary.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     summary = summarize(records)
     print(json.dumps(summary.report()) if as_json else summary.line())
     if summary.validity.prober_errors:

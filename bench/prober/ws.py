@@ -95,11 +95,11 @@ class WsConnection:
         self.partial = b""
 
     @classmethod
-    async def open(cls, host: str, port: int, path: str, timeout: float) -> WsConnection:
+    async def open(cls, host: str, port: int, path: str, timeout: float, rec: Record | None = None) -> WsConnection:
         """Connects and completes the handshake; raises ``Ended`` with the reason when it cannot."""
         try:
             async with asyncio.timeout(timeout):
-                conn = await Connection.open(host, port, timeout)
+                conn = await Connection.open(host, port, timeout, rec)
                 key = base64.b64encode(os.urandom(16)).decode()
                 conn.writer.write(
                     (
@@ -227,13 +227,13 @@ async def _client(client_id: int, cfg: WsConfig, host: str, sink: Sink, base: fl
         t_open = loop.time()
         end: Record = {"kind": "ws", "event": "end", "client": client_id, "conn": conn, "t_open": round(t_open - base, 4), "messages": 0, "version": None, "pod": None}
         try:
-            ws = await WsConnection.open(host, cfg.port, cfg.path, cfg.handshake_timeout)
+            ws = await WsConnection.open(host, cfg.port, cfg.path, cfg.handshake_timeout, end)
         except Ended as exc:
             end.update(exc.fields, t=round(loop.time() - base, 4))
             sink(end)
             await asyncio.sleep(0.2)
             continue
-        sink({"kind": "ws", "event": "open", "client": client_id, "conn": conn, "t": round(loop.time() - base, 4)})
+        sink({"kind": "ws", "event": "open", "client": client_id, "conn": conn, "t": round(loop.time() - base, 4), "sport": end.get("sport")})
         try:
             end.update(await _session(ws, cfg, end, deadline, stop))
         finally:

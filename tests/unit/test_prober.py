@@ -461,7 +461,7 @@ def rec(t: float, outcome: str = "ok", mode: str = "new", lag: float = 1.0, vers
 
 def run_of(records: list[Record], rate: float = 100, mode: str = "new") -> list[Record]:
     sent = len([r for r in records if r.get("kind") == "http" and r["mode"] == mode])
-    return [{"kind": "meta", "event": "start", "prober": f"http-{mode}", "mode": mode, "rate": rate, "t_start": 0.0},
+    return [{"kind": "meta", "event": "start", "prober": f"http-{mode}", "http_mode": mode, "rate": rate, "t_start": 0.0},
             *records, {"kind": "meta", "event": "done", "prober": f"http-{mode}", "sent": sent}]
 
 
@@ -576,7 +576,7 @@ def test_command_line_prints_one_json_summary(tmp_path: Path) -> None:
     async def serve_and_probe() -> tuple[str, Counts]:
         async with raw_server(reset_every_other_connection) as (port, counts):
             proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "bench.prober", f"http://127.0.0.1:{port}/", "--rate", "50", "--seconds", "2",
+                sys.executable, "-m", "bench.prober", f"http://127.0.0.1:{port}/", "--rate", "50", "--seconds", "3",
                 "--modes", "new,keepalive", "--json", "--out", str(tmp_path / "r.jsonl"),
                 cwd=ROOT, stdout=subprocess.PIPE,
             )
@@ -589,7 +589,7 @@ def test_command_line_prints_one_json_summary(tmp_path: Path) -> None:
     assert len(lines) == 1
     report = json.loads(lines[0])
     assert set(report["modes"]) == {"new", "keepalive"}
-    assert report["modes"]["new"]["sent"] == report["modes"]["keepalive"]["sent"] == 100
+    assert report["modes"]["new"]["sent"] == report["modes"]["keepalive"]["sent"] == 150
     failed = report["modes"]["new"]["failed"] + report["modes"]["keepalive"]["failed"]
     assert failed == server.resets > 0
     for m in report["modes"].values():
