@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 export KUBECONFIG ?= $(CURDIR)/.cluster/kubeconfig
 export PATH := $(CURDIR)/.cluster/bin:$(PATH)
 
-.PHONY: help venv binaries cluster cluster-down images crd test test-unit test-go test-e2e lint run demo bench
+.PHONY: help venv binaries cluster cluster-down images crd test test-unit test-go test-e2e lint run demo bench bench-load
 
 help: ## list the targets
 	@awk -F':.*## ' '/^[a-z-]+:.*## / {printf "  make %-13s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -56,5 +56,10 @@ run: venv crd ## run the operator against the current kubeconfig
 demo: venv cluster crd ## a rollout under live traffic, start to finish
 	@$(PY) -m bench.demo
 
-bench: venv cluster crd ## the zero-downtime benchmark (table, JSON, PNG)
-	@$(PY) -m bench.run
+BENCH_ARGS ?=
+bench: venv cluster crd ## the zero-downtime benchmark, 3 runs of each scenario (table, JSON, PNG); BENCH_ARGS=--help
+	@$(PY) -m bench.run $(BENCH_ARGS)
+
+bench-load: venv cluster crd ## 10 runs of each zdr strategy beside two busy loops, graceful app (docs/bench/loaded)
+	@$(PY) -m bench.run --only deployment,zdr-rolling,zdr-bluegreen,zdr-canary --runs 10 --load 2 \
+		--shutdown graceful --drain 5s --out docs/bench/loaded $(BENCH_ARGS)

@@ -33,7 +33,7 @@ import statistics
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -167,8 +167,10 @@ SCENARIOS: dict[str, Scenario] = {
     for s in [
         Scenario(
             "deployment",
-            "Deployment, no readiness probe, no preStop",
-            lambda kube, ns, cfg: DeploymentTarget(kube, ns, "web", cfg.app, readiness=False, pre_stop=None),
+            "the control: Deployment, no readiness probe, no preStop, always the abrupt app",
+            lambda kube, ns, cfg: DeploymentTarget(
+                kube, ns, "web", replace(cfg.app, shutdown="abrupt", drain="0s"), readiness=False, pre_stop=None
+            ),
         ),
         Scenario(
             "deployment-probes",
@@ -530,7 +532,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
-    raw = out / "raw"
+    raw = RESULTS / "raw"
     kube = Kube()
     kube.ensure_crd()
     others = other_operators(NS_PREFIX + scenarios[0])

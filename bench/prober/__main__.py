@@ -38,7 +38,7 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--seconds", type=float, default=30.0, help=f"run length (upper bound, at most {MAX_DURATION:.0f})")
     ap.add_argument("--modes", type=_modes, default=list(MODES), help="comma-separated: new,keepalive (empty: none)")
     ap.add_argument("--websockets", type=int, default=0, help="WebSocket clients on /ws")
-    ap.add_argument("--pool", type=int, default=8, help="kept-alive connections")
+    ap.add_argument("--pool", type=int, default=16, help="kept-alive connections")
     ap.add_argument("--expect", default=None, help="comma-separated X-Version values that count as success")
     ap.add_argument("--out", type=Path, default=None, help="append every record to this JSON lines file")
     ap.add_argument("--epoch", type=float, default=None, help="time.monotonic() value of t=0 (shared axis)")

@@ -180,7 +180,7 @@ class Traffic:
         ws_clients: int = 20,
         duration: float = 300.0,
         modes: Sequence[Mode] = MODES,
-        pool: int = 8,
+        pool: int = 16,
     ) -> None:
         self.host = check_target(host)
         self.out_dir = out_dir

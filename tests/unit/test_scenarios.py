@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -90,3 +91,83 @@ def test_versions_after_and_last_other_version() -> None:
     assert last_other(records, "v1", since=2.0) == 3.0
     assert last_other(records, "v1", since=2.0, mode="keepalive") == 2.5
     assert last_other(records, "v1", since=3.5) is None
+
+
+# -----------------------------------------------------------------------------------------------
+# Telling the app's own resets from failures a controller causes
+# -----------------------------------------------------------------------------------------------
+def flow_log(flows: dict[int, list[tuple[float, str]]]) -> Any:
+    from bench.flows import FlowLog
+
+    log = FlowLog("10.96.0.10", 80, Path("/nonexistent"), epoch=0.0)
+    log.flows = flows
+    return log
+
+
+def terminations(pods: dict[str, tuple[str, float, float]]) -> Any:
+    """pod name -> (IP, terminating at, left the Service at)."""
+    from bench.scenarios import PodTerminations
+
+    t = PodTerminations.__new__(PodTerminations)
+    t.pod_ips = {ip: name for name, (ip, _, _) in pods.items()}
+    t.terminating = {name: term for name, (_, term, _) in pods.items()}
+    t.left_service = {name: left for name, (_, _, left) in pods.items()}
+    return t
+
+
+def conn(t: float, outcome: str, sport: int, mode: str = "new", reused: bool = False) -> Record:
+    return {"kind": "http", "mode": mode, "t_send": t, "outcome": outcome, "error": outcome, "sport": sport,
+            "reused": reused, "pod": None}
+
+
+def test_a_new_connection_through_a_reset_flows_translation_is_the_apps_doing() -> None:
+    from bench.scenarios import app_reset_failures
+
+    terms = terminations({"old-a": ("10.88.0.5", 10.0, 10.02), "new-b": ("10.88.0.6", 99.0, 99.0)})
+    flows = flow_log({
+        40000: [(1.0, "10.88.0.5")],  # a WebSocket to old-a, reset at its SIGTERM (t=13)
+        40002: [(1.0, "10.88.0.5"), (14.0, "10.88.0.6")],  # a fresh translation at the failure: not excused
+        40004: [(1.0, "10.88.0.6")],  # last flow went to a pod that was never cut: not excused
+    })
+    records = [
+        conn(14.0, "connect_timeout", 40000),  # 1 s after the reset, no new conntrack entry: excused
+        conn(14.0, "connect_timeout", 40002),
+        conn(14.0, "connect_timeout", 40004),
+        conn(30.0, "connect_timeout", 40000),  # the unanswered SYN kept the stale entry: excused too
+        conn(12.0, "refused", 40000),  # before the app's SIGTERM: zdr's drain should have covered it
+        conn(14.0, "http_5xx", 40000),  # an answer is never excused
+    ]
+    explained = app_reset_failures(records, flows, terms, pre_stop_seconds=3.0)
+    assert [(r["t_send"], r["sport"]) for r in explained] == [(14.0, 40000), (30.0, 40000)]
+
+
+def test_cut_in_flight_only_after_the_drain_on_a_pod_out_of_the_service() -> None:
+    from bench.scenarios import cut_by_app
+
+    terms = terminations({"old-a": ("10.88.0.5", 10.0, 10.02)})
+    ka = {"kind": "http", "mode": "keepalive", "t_send": 13.1, "outcome": "keepalive_reset", "pod": "old-a"}
+    ws = {"kind": "ws", "event": "end", "t": 13.05, "end_kind": "lost", "abnormal": True, "pod": "old-a"}
+    assert cut_by_app(ka, terms, 3.0) and cut_by_app(ws, terms, 3.0)
+    assert not cut_by_app({**ka, "t_send": 11.0}, terms, 3.0)  # before SIGTERM: the drain was cut short
+    assert not cut_by_app({**ka, "outcome": "refused"}, terms, 3.0)  # a refused reconnect is never the app's
+    assert not cut_by_app({**ws, "end_kind": "closed", "code": 1011}, terms, 3.0)
+    assert not cut_by_app({**ws, "pod": "other"}, terms, 3.0)
+
+
+def test_rollback_time_is_not_measured_when_the_records_cannot_show_it() -> None:
+    from bench.run import rollback_seconds
+
+    assert rollback_seconds([http(1.0, "v2")], undo=5.0) is None  # nothing after the undo
+    assert rollback_seconds([http(6.0, "v1"), http(7.0, "v1")], undo=5.0) == 0.0
+    assert rollback_seconds([http(6.0, "v2"), http(7.0, "v1")], undo=5.0) == 1.0
+    assert rollback_seconds([http(6.0, "v1"), http(7.0, "v2")], undo=5.0) is None  # the end is not seen
+    assert rollback_seconds([http(6.0, "v2", mode="keepalive"), http(7.0, "v1")], undo=5.0, mode="new") == 0.0
+
+
+def test_spread_is_min_median_max() -> None:
+    from bench.run import spread
+
+    assert spread([3, 1, 2]) == "1 / 2 / 3"
+    assert spread([0, 0]) == "0"
+    assert spread([None, None]) == "not measured"
+    assert spread([0.25, None, 1.5], 1) == "0.2 / 0.9 / 1.5"
