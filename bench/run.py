@@ -53,8 +53,8 @@ from bench.scenarios import (
     Target,
     ZdrTarget,
     app_reset_failures,
-    last_other,
     other_operators,
+    propagation_lags,
     wait_serving,
 )
 from bench.vegeta import VegetaAttack
@@ -125,6 +125,9 @@ class Result:
     rollback_complete_s: float | None = None
     new_share_before_undo: dict[str, float | None] = field(default_factory=dict)
     """Per mode: share of the responses in the second before the undo that came from v2."""
+    propagation_s: float | None = None
+    """Longest time from a retired pod leaving the Service to the last new connection still sent to it."""
+    pods: dict[str, dict[str, float | None]] = field(default_factory=dict)
     vegeta: dict[str, Any] | None = None
     """vegeta's own report on new connections beside the prober (requests, failed, status codes)."""
     failure_pods: list[dict[str, Any]] = field(default_factory=list)
@@ -254,7 +257,7 @@ def run_scenario(kube: Kube, scenario: Scenario, cfg: Config, out_dir: Path, run
             finally:
                 recorder.stop()
                 terms.stop()
-        measure(result, records, recorder, terms, flows, cfg)
+        measure(result, records, recorder, terms, flows, target.pre_stop_seconds)
     except Exception as exc:
         result.error = f"{type(exc).__name__}: {exc}"
         say(f"{scenario.name}: FAILED: {result.error}")
@@ -264,22 +267,27 @@ def run_scenario(kube: Kube, scenario: Scenario, cfg: Config, out_dir: Path, run
 
 
 def rollback_seconds(records: Sequence[Record], undo: float, mode: str | None = None) -> float | None:
-    """Seconds from the undo to the last request not answered by v1, or None (not measured) when the
-    records cannot show it: nothing was sent after the undo, or no v1 answer came after the last
-    other one (the end of the rollback was not seen)."""
-    after = [r for r in records if r.get("kind") == "http" and float(r["t_send"]) >= undo and mode in (None, r["mode"])]
-    if not after:
+    """Seconds from the undo to the last response from another version than v1, or None (not
+    measured) when the responses cannot show it: none came after the undo, or no v1 response came
+    after the last other one (the end of the rollback was not seen). Failures are counted apart."""
+    answered = [
+        r
+        for r in records
+        if r.get("kind") == "http" and not is_failure(r) and float(r["t_send"]) >= undo and mode in (None, r["mode"])
+    ]
+    if not answered:
         return None
-    last = last_other(records, "v1", undo, mode)
-    if last is None:
+    others = [float(r["t_send"]) for r in answered if r.get("version") != "v1"]
+    if not others:
         return 0.0
-    if not any(float(r["t_send"]) > last and not is_failure(r) for r in after):
+    last = max(others)
+    if not any(float(r["t_send"]) > last for r in answered):
         return None
     return round(last - undo, 2)
 
 
 def measure(
-    result: Result, records: list[Record], recorder: EventRecorder, terms: PodTerminations, flows: FlowLog, cfg: Config
+    result: Result, records: list[Record], recorder: EventRecorder, terms: PodTerminations, flows: FlowLog, pre_stop: float
 ) -> None:
     m = result.marks
     whole: Summary = summarize(records, bucket=0.5)
@@ -292,7 +300,7 @@ def measure(
     result.failed_by_mode["ws"] = whole.ws_abnormal
     bad = failed(records)
     result.app_reset = {mode: 0 for mode in [*MODES, "ws"]}
-    for r in app_reset_failures(records, flows, terms, cfg.pre_stop_seconds):
+    for r in app_reset_failures(records, flows, terms, pre_stop):
         result.app_reset[str(r.get("mode") or "ws")] += 1
     for r in bad:
         if r.get("kind") == "http":
@@ -307,6 +315,12 @@ def measure(
                     "previous_flow": flows.previous(r.get("sport"), float(r["t_send"])),
                 }
             )
+    lags = propagation_lags(flows, terms)
+    result.propagation_s = max(lags.values()) if lags else None
+    result.pods = {
+        pod: {"terminating_at": terms.terminating.get(pod), "left_service_at": terms.last_left.get(pod), "propagation_s": lags.get(pod)}
+        for pod in sorted(set(terms.terminating) | set(terms.last_left))
+    }
     result.failed_in_rollout, result.failed_in_rollback = rollout.failed, rollback.failed
     result.p50_ms, result.p99_ms = rollout.p50_ms, rollout.p99_ms
     result.rollout_s = round(m["complete"] - m["change"], 2)
@@ -365,15 +379,15 @@ def table(results: Sequence[Result]) -> str:
     """One row per scenario over its runs: min / median / max of each figure, from valid runs only."""
     head = (
         "| scenario | valid runs | requests | failed: new conns (app's reset) | failed: kept-alive (app's reset) "
-        "| WS abnormal (app's reset) | vegeta failed / sent | rollout s | rollback s (new conns) "
-        "| rollback s (all conns) | errors |"
+        "| WS abnormal (app's reset) | vegeta failed / sent (runs where both counts agree) | rollout s | rollback s (new conns) "
+        "| rollback s (all conns) | propagation s | errors |"
     )
-    lines = [head, "|" + "---|" * 11]
+    lines = [head, "|" + "---|" * 12]
     for name, runs in by_scenario(results).items():
         ok = [r for r in runs if not r.error and r.valid]
         if not ok:
             why = "; ".join(sorted({(r.error or "INVALID: " + "; ".join(r.invalid_reasons))[:120] for r in runs}))
-            lines.append(f"| {name} | 0 / {len(runs)} | {why} |" + " |" * 8)
+            lines.append(f"| {name} | 0 / {len(runs)} | {why} |" + " |" * 9)
             continue
         errors: dict[str, int] = {}
         for r in ok:
@@ -382,15 +396,24 @@ def table(results: Sequence[Result]) -> str:
         err = ", ".join(f"{k} {v}" for k, v in sorted(errors.items(), key=lambda kv: -kv[1])) or "none"
         veg = [r.vegeta for r in ok if r.vegeta]
         vegeta = f"{spread([v['failed'] for v in veg])} / {spread([v['requests'] for v in veg])}" if veg else "off"
+        if veg:
+            vegeta += f" ({sum(agrees(r) for r in ok if r.vegeta)} of {len(veg)} agree)"
         lines.append(
             f"| {name} | {len(ok)} / {len(runs)} | {spread([r.sent for r in ok])} "
             f"| {spread([r.failed_by_mode.get('new') for r in ok])} ({spread([r.app_reset.get('new') for r in ok])}) "
             f"| {spread([r.failed_by_mode.get('keepalive') for r in ok])} ({spread([r.app_reset.get('keepalive') for r in ok])}) "
             f"| {spread([r.failed_by_mode.get('ws') for r in ok])} ({spread([r.app_reset.get('ws') for r in ok])}) "
             f"| {vegeta} | {spread([r.rollout_s for r in ok], 1)} | {spread([r.rollback_new_conn_s for r in ok], 1)} "
-            f"| {spread([r.rollback_all_s for r in ok], 1)} | {err} |"
+            f"| {spread([r.rollback_all_s for r in ok], 1)} | {spread([r.propagation_s for r in ok], 2)} | {err} |"
         )
     return "\n".join(lines)
+
+
+def agrees(r: Result) -> bool:
+    """The prober and vegeta tell the same story about new connections: both saw failures a
+    controller caused (beyond the app's own resets), or neither did."""
+    unexplained = (r.failed_by_mode.get("new") or 0) - (r.app_reset.get("new") or 0)
+    return (int((r.vegeta or {}).get("failed") or 0) > 0) == (unexplained > 0)
 
 
 def invalid_runs(results: Sequence[Result]) -> list[str]:
@@ -510,11 +533,26 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     ap.add_argument("--drain", default=Config.drain, help="the app's DRAIN after SIGTERM when graceful")
     ap.add_argument("--vegeta-share", type=float, default=Config.vegeta_share, help="vegeta's share of the rate")
     ap.add_argument("--out", type=Path, default=RESULTS)
+    ap.add_argument("--report", type=Path, default=None, help="only rebuild latest.md from this latest.json")
     return ap.parse_args(argv)
+
+
+def report(path: Path) -> int:
+    """Rebuilds latest.md next to a latest.json written by an earlier run."""
+    doc = json.loads(path.read_text())
+    results = [Result(**{**r, "cluster_events": [tuple(e) for e in r["cluster_events"]]}) for r in doc["scenarios"]]
+    fields = {f for f in Config.__dataclass_fields__}
+    cfg = Config(**{k: v for k, v in doc["config"].items() if k in fields})
+    md = markdown(results, cfg, doc["operator_reaction"], doc["when"], doc["runs"])
+    (path.parent / "latest.md").write_text(md)
+    print(md)
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.report is not None:
+        return report(args.report)
     scenarios = [s.strip() for s in args.only.split(",") if s.strip()]
     for s in scenarios:
         if s not in SCENARIOS:
@@ -577,7 +615,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(md)
     print(f"written: {out / 'latest.json'}, {out / 'latest.md'}, {out / 'timeline.png'}")
     print(f"operator log: {log}")
-    return 1 if any(r.error or not r.valid for r in results) else 0
+    disagree = [f"{r.scenario} #{r.run}" for r in results if r.valid and r.vegeta and not agrees(r)]
+    if disagree:
+        print(f"the prober and vegeta disagree in: {', '.join(disagree)}")
+    return 1 if any(r.error or not r.valid for r in results) or disagree else 0
 
 
 if __name__ == "__main__":

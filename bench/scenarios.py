@@ -389,6 +389,11 @@ class Target:
     def service(self) -> str:
         return self.name
 
+    @property
+    def pre_stop_seconds(self) -> int:
+        """The preStop sleep its pods get before SIGTERM."""
+        return self.app.pre_stop_seconds
+
     def create(self, version: str) -> None:
         raise NotImplementedError
 
@@ -546,6 +551,10 @@ class DeploymentTarget(Target):
         super().__init__(kube, ns, name, app)
         self.readiness = readiness
         self.pre_stop = pre_stop
+
+    @property
+    def pre_stop_seconds(self) -> int:
+        return self.pre_stop or 0
 
     def create(self, version: str) -> None:
         self.kube.create(
@@ -869,6 +878,8 @@ class PodTerminations:
         self.left_service: dict[str, float] = {}
         self.pod_ips: dict[str, str] = {}
         """Pod IP -> pod name, of every pod seen with an IP."""
+        self.last_left: dict[str, float] = {}
+        """When each pod last stopped being a ready endpoint (a pod can come back, e.g. on undo)."""
         self._ready: dict[str, set[str]] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -915,6 +926,7 @@ class PodTerminations:
             after = set().union(*self._ready.values())
             for name in before - after:
                 self.left_service.setdefault(name, self._now())
+                self.last_left[name] = self._now()
 
     def start(self) -> None:
         for t in self._threads[: 2 if self.service else 1]:
@@ -1034,6 +1046,21 @@ def app_reset_failures(
         if sigterm - CUT_TOLERANCE <= t <= sigterm + CONNTRACK_CLOSE_SECONDS + CUT_TOLERANCE:
             stale[int(sport)] = t
             out.append(r)
+    return out
+
+
+def propagation_lags(flows: FlowLog, terms: PodTerminations) -> dict[str, float]:
+    """Per retired pod: seconds from the moment it last left the Service's endpoints to the last new
+    connection kube-proxy's rules still sent to it (a fresh conntrack translation). This is the
+    endpoint propagation the preStop sleep must cover; negative when nothing came after it left."""
+    last_flow: dict[str, float] = {}
+    for events in flows.flows.values():
+        for t, ip in events:
+            last_flow[ip] = max(last_flow.get(ip, t), t)
+    out = {}
+    for ip, pod in terms.pod_ips.items():
+        if pod in terms.terminating and pod in terms.last_left and ip in last_flow:
+            out[pod] = round(last_flow[ip] - terms.last_left[pod], 3)
     return out
 
 

@@ -40,6 +40,23 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
+// serveTestApp starts the app with env on a loopback port and serves it until the
+// test ends; it returns the app, its log, the address and serve's result channel.
+func serveTestApp(t *testing.T, env map[string]string, wsInterval time.Duration) (*app, *syncBuffer, string, chan error) {
+	t.Helper()
+	logs := &syncBuffer{}
+	a := newApp(testConfig(t, env), logs)
+	a.wsInterval = wsInterval
+	a.start()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	served := make(chan error, 1)
+	go func() { served <- a.serve(ln) }()
+	return a, logs, ln.Addr().String(), served
+}
+
 func testConfig(t *testing.T, env map[string]string) config {
 	t.Helper()
 	cfg, err := loadConfig(func(k string) string { return env[k] })
@@ -343,23 +360,14 @@ func TestWebSocketMessages(t *testing.T) {
 // finished, WebSockets closed with 1001, listener closed.
 func TestDrainSequence(t *testing.T) {
 	const drain = 400 * time.Millisecond
-	logs := &syncBuffer{}
-	a := newApp(testConfig(t, map[string]string{"DRAIN": drain.String(), "VERSION": "v1", "POD_NAME": "p1"}), logs)
-	a.wsInterval = 50 * time.Millisecond
-	a.start()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	served := make(chan error, 1)
-	go func() { served <- a.serve(ln) }()
-	base := "http://" + ln.Addr().String()
+	a, logs, addr, served := serveTestApp(t, map[string]string{"DRAIN": drain.String(), "VERSION": "v1", "POD_NAME": "p1"}, 50*time.Millisecond)
+	base := "http://" + addr
 	fresh := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: 5 * time.Second}
 	if resp, _ := get(t, fresh, base+"/readyz"); resp.StatusCode != 200 {
 		t.Fatalf("/readyz = %d before drain", resp.StatusCode)
 	}
 
-	conn, _, err := websocket.DefaultDialer.Dial("ws://"+ln.Addr().String()+"/ws", nil)
+	conn, _, err := websocket.DefaultDialer.Dial("ws://"+addr+"/ws", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -546,17 +554,7 @@ func wantWSCut(t *testing.T, what string, err error) {
 // (DRAIN is ignored), every connection reset at once (idle kept-alive, with a
 // request in flight, WebSocket without a close frame), new connections refused.
 func TestAbruptShutdown(t *testing.T) {
-	logs := &syncBuffer{}
-	a := newApp(testConfig(t, map[string]string{"SHUTDOWN": "abrupt", "DRAIN": "10s", "VERSION": "v1"}), logs)
-	a.wsInterval = 20 * time.Millisecond
-	a.start()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	served := make(chan error, 1)
-	go func() { served <- a.serve(ln) }()
-	addr := ln.Addr().String()
+	a, logs, addr, served := serveTestApp(t, map[string]string{"SHUTDOWN": "abrupt", "DRAIN": "10s", "VERSION": "v1"}, 20*time.Millisecond)
 	dial := func() net.Conn {
 		t.Helper()
 		c, err := net.DialTimeout("tcp", addr, 2*time.Second)

@@ -63,9 +63,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     expect = frozenset(v.strip() for v in args.expect.split(",") if v.strip()) if args.expect else None
     try:
         return run_cli(
-            target.host, target.port, target.path, modes=args.modes, rate=args.rate, seconds=args.seconds,
-            websockets=args.websockets, out=args.out, epoch=args.epoch, pool=args.pool, expect=expect,
-            as_json=args.json,
+            target.host, out=args.out, as_json=args.json, port=target.port, path=target.path, modes=args.modes,
+            rate=args.rate, seconds=args.seconds, websockets=args.websockets, epoch=args.epoch, pool=args.pool,
+            expect=expect,
         )
     except ValueError as exc:
         print(f"invalid: {exc}", file=sys.stderr)

@@ -19,7 +19,7 @@ import time
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from bench.prober.http import MODES, HttpConfig, Mode, Record, Sink, run_http
 from bench.prober.records import Tail, read_jsonl, summarize
@@ -259,23 +259,9 @@ class Traffic:
                 p.stop()
 
 
-def run_cli(
-    url_host: str,
-    port: int,
-    path: str,
-    *,
-    modes: Sequence[Mode],
-    rate: float,
-    seconds: float,
-    websockets: int,
-    out: Path | None,
-    epoch: float | None,
-    pool: int,
-    expect: frozenset[str] | None,
-    as_json: bool,
-) -> int:
-    """The command line's run: probes, then prints the summary; non-zero when the prober itself
-    failed (a record without an outcome, a client not accounted for) or the run is invalid."""
+def run_cli(host: str, *, out: Path | None, as_json: bool, **probe_args: Any) -> int:
+    """The command line's run: ``probe(host, **probe_args)``, then the summary; exit code 3 when
+    the prober itself failed (a record without an outcome, a client not accounted for)."""
 
     async def main(f: IO[str] | None) -> list[Record]:
         stop = asyncio.Event()
@@ -286,10 +272,7 @@ def run_cli(
         done = asyncio.Event()
         flusher = asyncio.create_task(_flusher(writer, 0.2, done))
         try:
-            await probe(
-                url_host, port=port, path=path, modes=modes, rate=rate, seconds=seconds, websockets=websockets,
-                sink=writer, epoch=epoch, stop=stop, pool=pool, expect=expect,
-            )
+            await probe(host, sink=writer, stop=stop, **probe_args)
         finally:
             done.set()
             await flusher

@@ -153,7 +153,7 @@ def roll_under_traffic(
     )
     print(f"  rollout {t_complete - t_change:.1f}s, old pods gone after {t_done - t_change:.1f}s")
     return Outcome(
-        records, summary, t_change, t_complete, t_done, marks, recorder, terms, flows, target.app.pre_stop_seconds
+        records, summary, t_change, t_complete, t_done, marks, recorder, terms, flows, target.pre_stop_seconds
     )
 
 
