@@ -127,7 +127,7 @@ class Result:
     """Per mode: share of the responses in the second before the undo that came from v2."""
     propagation_s: float | None = None
     """Longest time from a retired pod leaving the Service to the last new connection still sent to it."""
-    pods: dict[str, dict[str, float | None]] = field(default_factory=dict)
+    pods: dict[str, dict[str, Any]] = field(default_factory=dict)
     vegeta: dict[str, Any] | None = None
     """vegeta's own report on new connections beside the prober (requests, failed, status codes)."""
     failure_pods: list[dict[str, Any]] = field(default_factory=list)
@@ -317,8 +317,14 @@ def measure(
             )
     lags = propagation_lags(flows, terms)
     result.propagation_s = max(lags.values()) if lags else None
+    ips = {pod: ip for ip, pod in terms.pod_ips.items()}
     result.pods = {
-        pod: {"terminating_at": terms.terminating.get(pod), "left_service_at": terms.last_left.get(pod), "propagation_s": lags.get(pod)}
+        pod: {
+            "ip": ips.get(pod),
+            "terminating_at": terms.terminating.get(pod),
+            "left_service_at": terms.last_left.get(pod),
+            "propagation_s": lags.get(pod),
+        }
         for pod in sorted(set(terms.terminating) | set(terms.last_left))
     }
     result.failed_in_rollout, result.failed_in_rollback = rollout.failed, rollback.failed
@@ -379,7 +385,7 @@ def table(results: Sequence[Result]) -> str:
     """One row per scenario over its runs: min / median / max of each figure, from valid runs only."""
     head = (
         "| scenario | valid runs | requests | failed: new conns (app's reset) | failed: kept-alive (app's reset) "
-        "| WS abnormal (app's reset) | vegeta failed / sent (runs where both counts agree) | rollout s | rollback s (new conns) "
+        "| WS abnormal (app's reset) | vegeta failed of sent (runs where it agrees with the prober) | rollout s | rollback s (new conns) "
         "| rollback s (all conns) | propagation s | errors |"
     )
     lines = [head, "|" + "---|" * 12]
@@ -395,7 +401,8 @@ def table(results: Sequence[Result]) -> str:
                 errors[k] = errors.get(k, 0) + v
         err = ", ".join(f"{k} {v}" for k, v in sorted(errors.items(), key=lambda kv: -kv[1])) or "none"
         veg = [r.vegeta for r in ok if r.vegeta]
-        vegeta = f"{spread([v['failed'] for v in veg])} / {spread([v['requests'] for v in veg])}" if veg else "off"
+        sent = [v["requests"] for v in veg]
+        vegeta = f"{spread([v['failed'] for v in veg])} of {min(sent)}-{max(sent)}" if veg else "off"
         if veg:
             vegeta += f" ({sum(agrees(r) for r in ok if r.vegeta)} of {len(veg)} agree)"
         lines.append(

@@ -1029,9 +1029,17 @@ def app_reset_failures(
         if cut_by_app(r, terms, pre_stop_seconds):
             out.append(r)
             continue
-        if r.get("kind") != "http" or r.get("reused") or r.get("outcome") not in ("connect_timeout", "unreachable", "refused"):
+        if r.get("kind") == "http":
+            kind, t = r.get("outcome"), float(r["t_send"])
+            if r.get("reused"):
+                continue
+        elif r.get("end_kind") == "connect":  # a WebSocket client's new connection
+            kind, t = r.get("detail"), float(r["t_open"])
+        else:
             continue
-        t, sport = float(r["t_send"]), r.get("sport")
+        if kind not in ("connect_timeout", "unreachable", "refused"):
+            continue
+        sport = r.get("sport")
         if sport is None or flows.began(sport, t):
             continue
         if t - stale.get(int(sport), -1e9) <= CONNTRACK_SYN_SENT_SECONDS:

@@ -171,3 +171,14 @@ def test_spread_is_min_median_max() -> None:
     assert spread([0, 0]) == "0"
     assert spread([None, None]) == "not measured"
     assert spread([0.25, None, 1.5], 1) == "0.2 / 0.9 / 1.5"
+
+
+def test_a_websocket_reconnect_through_a_reset_flows_translation_is_the_apps_doing() -> None:
+    from bench.scenarios import app_reset_failures
+
+    terms = terminations({"old-a": ("10.88.0.5", 10.0, 10.02)})
+    flows = flow_log({33302: [(1.0, "10.88.0.5")]})
+    ws = {"kind": "ws", "event": "end", "t_open": 13.2, "t": 13.21, "end_kind": "connect", "detail": "refused",
+          "abnormal": True, "sport": 33302, "pod": None}
+    assert app_reset_failures([ws], flows, terms, pre_stop_seconds=3.0) == [ws]
+    assert app_reset_failures([{**ws, "detail": "HTTP 503", "end_kind": "handshake"}], flows, terms, 3.0) == []
