@@ -42,9 +42,10 @@ test-unit: venv ## unit tests (no cluster)
 test-go: ## the test app's Go tests
 	@cd testapp && GOTOOLCHAIN=local go test ./...
 
-lint: venv ## ruff and mypy --strict
+lint: venv ## ruff and mypy --strict (the operator and the traffic instrument)
 	@$(VENV)/bin/ruff check operator tests bench
 	@$(VENV)/bin/mypy
+	@$(VENV)/bin/mypy --strict --follow-imports=silent bench/prober bench/flows.py bench/load.py bench/vegeta.py
 
 test: venv cluster ## every test: unit, Go, and end to end on the local cluster
 	@$(MAKE) --no-print-directory test-go

@@ -125,7 +125,7 @@ def decide(
         return "timeout"
     if isinstance(exc, ProtocolError):
         return "protocol"
-    lost = isinstance(exc, Truncated) or _os_kind(exc) in ("reset", "refused")
+    lost = isinstance(exc, Truncated) or (exc is not None and _os_kind(exc) in ("reset", "refused"))
     if reused and lost:
         return "keepalive_reset"
     if isinstance(exc, Truncated):
@@ -166,7 +166,12 @@ class Connection:
                 rec["sport"] = sock.getsockname()[1]
             if err == errno.EINPROGRESS:
                 writable: asyncio.Future[None] = loop.create_future()
-                loop.add_writer(sock.fileno(), lambda: writable.done() or writable.set_result(None))
+
+                def connected() -> None:
+                    if not writable.done():
+                        writable.set_result(None)
+
+                loop.add_writer(sock.fileno(), connected)
                 try:
                     await asyncio.wait_for(writable, timeout)
                 finally:
