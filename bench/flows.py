@@ -26,6 +26,10 @@ _NEW = re.compile(
 )
 
 
+EVENT_BUFFER = 16 * 1024 * 1024
+"""Bytes of netlink buffer for the events: with the default, a loaded node drops some."""
+
+
 class FlowLog:
     """``conntrack -E -e NEW`` for TCP to ``ip:port`` while running; ``pods()`` maps client port to
     (seconds after ``epoch``, pod IP). A client port is reused over a long run, so lookups take the
@@ -36,6 +40,7 @@ class FlowLog:
         self.proc: subprocess.Popen[str] | None = None
         self.flows: dict[int, list[tuple[float, str]]] = {}
         self._thread: threading.Thread | None = None
+        self.err: Path | None = None
 
     @staticmethod
     def available() -> bool:
@@ -45,13 +50,18 @@ class FlowLog:
         if not self.available():
             return
         self.out.parent.mkdir(parents=True, exist_ok=True)
-        self.proc = subprocess.Popen(
-            ["conntrack", "-E", "-e", "NEW", "-p", "tcp", "-d", self.ip, "--dport", str(self.port)],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            text=True,
-            bufsize=1,
-        )
+        self.err = self.out.with_suffix(".err")
+        with self.err.open("w") as err:
+            self.proc = subprocess.Popen(
+                [
+                    "conntrack", "-E", "-e", "NEW", "-p", "tcp", "-d", self.ip, "--dport", str(self.port),
+                    "--buffer-size", str(EVENT_BUFFER),
+                ],
+                stdout=subprocess.PIPE,
+                stderr=err,
+                text=True,
+                bufsize=1,
+            )
         self._thread = threading.Thread(target=self._read, name="flows", daemon=True)
         self._thread.start()
         time.sleep(0.5)  # conntrack subscribes to the events: no flow of the probers may start before
@@ -65,6 +75,10 @@ class FlowLog:
                 m = _NEW.search(line)
                 if m and m["dst"] == self.ip:
                     self.flows.setdefault(int(m["sport"]), []).append((t, m["pod"]))
+
+    def lost_events(self) -> bool:
+        """conntrack reported that the kernel dropped events (ENOBUFS): a flow may be missing."""
+        return self.err is not None and self.err.exists() and "ENOBUFS" in self.err.read_text()
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:

@@ -125,6 +125,8 @@ class Result:
     rollback_complete_s: float | None = None
     new_share_before_undo: dict[str, float | None] = field(default_factory=dict)
     """Per mode: share of the responses in the second before the undo that came from v2."""
+    flow_events_lost: bool = False
+    """conntrack dropped events in this run: a failure without a recorded flow cannot be traced."""
     propagation_s: float | None = None
     """Longest time from a retired pod leaving the Service to the last new connection still sent to it."""
     pods: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -315,6 +317,7 @@ def measure(
                     "previous_flow": flows.previous(r.get("sport"), float(r["t_send"])),
                 }
             )
+    result.flow_events_lost = flows.lost_events()
     lags = propagation_lags(flows, terms)
     result.propagation_s = max(lags.values()) if lags else None
     ips = {pod: ip for ip, pod in terms.pod_ips.items()}

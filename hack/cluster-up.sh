@@ -293,7 +293,7 @@ metricsBindAddress: 127.0.0.1:10249
 conntrack: {maxPerCore: 0, tcpEstablishedTimeout: 0s, tcpCloseWaitTimeout: 0s}
 iptables: {minSyncPeriod: 1s, syncPeriod: 30s}
 EOF
-start kube-proxy "$BIN/kube-proxy" --config "$CONF/kube-proxy.yaml" --v=1
+start kube-proxy "$BIN/kube-proxy" --config "$CONF/kube-proxy.yaml" --v=2
 wait_for kube-proxy 60 curl -fsS http://127.0.0.1:10256/healthz
 # Wait until the default ServiceAccount exists, so pods can be created right away.
 wait_for kube-controller-manager 60 kubectl -n default get serviceaccount default
