@@ -105,9 +105,10 @@ def _raise_priority() -> None:
     """Runs in the prober's child process: real-time round-robin scheduling where permitted (root),
     else a raised nice value. Measured on the 2-core machine during a rollout with two busy loops:
     a 5 ms sleep loop at nice -5 woke up to 124 ms late while pods were created and deleted, which
-    cut the probers' 1 s windows below 95 % of their rate; under SCHED_RR it was never more than
-    50 ms late. The probers sleep between sends, so they cannot starve the machine (and the kernel
-    caps real-time tasks at 95 % of each second)."""
+    cut the probers' 1 s windows below 95 % of their rate; in the real-time class (SCHED_FIFO) it
+    was never more than 50 ms late. The probers use SCHED_RR, the same class with round-robin
+    among equals, so that they share a core fairly. They sleep between sends, so they cannot
+    starve the machine (and the kernel caps real-time tasks at 95 % of each second)."""
     try:
         os.sched_setscheduler(0, os.SCHED_RR, os.sched_param(10))
     except (OSError, AttributeError):
