@@ -363,10 +363,6 @@ def _num(value: float | None, digits: int = 1) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
 
 
-def _pct(value: float | None) -> str:
-    return "-" if value is None else f"{100 * value:.0f}%"
-
-
 def spread(values: Sequence[float | None], digits: int = 0) -> str:
     """``min / median / max`` of the measured values ("not measured" when none is)."""
     vals = sorted(v for v in values if v is not None)

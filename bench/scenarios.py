@@ -954,21 +954,6 @@ def versions_after(records: Sequence[Record], t: float) -> dict[str, int]:
     return out
 
 
-def last_other(
-    records: Sequence[Record], version: str, since: float, mode: str | None = None
-) -> float | None:
-    """Send time of the last HTTP request after ``since`` not answered by ``version`` (None if none)."""
-    times = [
-        float(r["t_send"])
-        for r in records
-        if r.get("kind") == "http"
-        and float(r["t_send"]) >= since
-        and (mode is None or r["mode"] == mode)
-        and (is_failure(r) or r.get("version") != version)
-    ]
-    return max(times) if times else None
-
-
 CUT_TOLERANCE = 0.5
 """Seconds: pod deletions are seen by polling (0.1 s) through the API, a little after they happen."""
 

@@ -20,7 +20,6 @@ from bench.prober.records import (
     percentile,
     read_jsonl,
     summarize,
-    summary_table,
     timeline,
     validity,
     ws_ends,
@@ -44,5 +43,5 @@ __all__ = [
     "ProberFailed", "Record", "Response", "Summary", "Tail", "Target", "Traffic", "UnsafeTarget",
     "Validity", "VersionSpan", "WsConfig", "check_target", "decide", "failed", "http_records",
     "is_failure", "percentile", "probe", "read_jsonl", "run_http", "run_ws", "summarize",
-    "summary_table", "timeline", "validity", "ws_ends",
+    "timeline", "validity", "ws_ends",
 ]

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import math
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -389,8 +389,3 @@ def summarize(
         validity=validity(everything),
         timeline=timeline(recs, bucket),
     )
-
-
-def summary_table(summaries: Mapping[str, Summary]) -> str:
-    """A plain-text table, one line per named summary."""
-    return "\n".join(f"{name}: {s.line()}" for name, s in summaries.items())

@@ -164,10 +164,7 @@ async def read_head(conn: Connection) -> tuple[int, dict[str, str]]:
         name, sep, value = line.partition(":")
         if sep:
             headers[name.strip().lower()] = value.strip()
-    if int(parts[1]) != 101:
-        conn.reader.feed_data(b"")  # the body, if any, is irrelevant: the handshake failed
-        return int(parts[1]), headers
-    return 101, headers
+    return int(parts[1]), headers
 
 
 async def _session(ws: WsConnection, cfg: WsConfig, info: Record, deadline: float, stop: asyncio.Event) -> Record:

@@ -76,8 +76,8 @@ def test_timed_writes_and_gates_caused_by_the_operator_are_left_out() -> None:
     assert skipped == {"timer": 1, "same_pass": 1}
 
 
-def test_versions_after_and_last_other_version() -> None:
-    from bench.scenarios import last_other, versions_after
+def test_versions_after() -> None:
+    from bench.scenarios import versions_after
 
     records = [
         http(1.0, "v2"),
@@ -88,9 +88,6 @@ def test_versions_after_and_last_other_version() -> None:
         http(5.0, "v1", mode="keepalive"),
     ]
     assert versions_after(records, 2.0) == {"v1": 3, "v2": 1, "error:reset": 1}
-    assert last_other(records, "v1", since=2.0) == 3.0
-    assert last_other(records, "v1", since=2.0, mode="keepalive") == 2.5
-    assert last_other(records, "v1", since=3.5) is None
 
 
 # -----------------------------------------------------------------------------------------------
