@@ -438,7 +438,9 @@ def _gates(ctx: Context) -> None:
             )
             return
         ctx.wake(gates.max_unready_seconds - unready)
-    for (step, name), result in sorted(ctx.previous_results.items(), key=lambda kv: (kv[0][0] or -1, kv[0][1])):
+    for (step, name), result in sorted(
+        ctx.previous_results.items(), key=lambda kv: (kv[0][0] or -1, kv[0][1])
+    ):
         definition = checks.definition(ctx.spec, step, name)
         if definition is not None and checks.failed(result, definition):
             _abort(ctx, "AnalysisFailed", checks.failure_text(result, definition))
@@ -457,7 +459,11 @@ def _decide(ctx: Context) -> Decision:
         # counts, and it decided little: a pass that makes progress is not overdue).
         ctx.records, ctx.events = records, events
         deadline = ctx.spec.progress_deadline_seconds
-        _abort(ctx, "ProgressDeadlineExceeded", f"no progress for {deadline}s (progressDeadlineSeconds) at: {decision.message}")
+        _abort(
+            ctx,
+            "ProgressDeadlineExceeded",
+            f"no progress for {deadline}s (progressDeadlineSeconds) at: {decision.message}",
+        )
         assert ctx.stable is not None
         return plan_revert(ctx, Revert(ctx.stable, "abort"))
     return decision

@@ -208,7 +208,9 @@ def _shift(ctx: Context) -> Decision:
             pending = [c for c in step.analysis.checks if not checks.passed(ctx.check(index, c), c)]
             if pending:
                 break
-            ctx.emit("StepCompleted", f"step {index + 1}/{count}: analysis passed ({_results_text(ctx, index)})")
+            ctx.emit(
+                "StepCompleted", f"step {index + 1}/{count}: analysis passed ({_results_text(ctx, index)})"
+            )
         else:
             assert step.pause is not None
             if step.pause.duration is None:
@@ -236,7 +238,7 @@ def _shift(ctx: Context) -> Decision:
         promoted = choose_target(ctx.observed, ServiceRole.STABLE, ServiceTarget(update))
         if promoted == ServiceTarget(update):
             services[ServiceRole.STABLE] = promoted
-            services[ServiceRole.CANARY] = promoted
+            services[ServiceRole.CANARY] = choose_target(ctx.observed, ServiceRole.CANARY, promoted)
             ctx.retire(stable)
             new_stable = update
             ctx.emit("RevisionPromoted", f"{ctx.describe(update)} serves every replica and is now stable")

@@ -48,7 +48,9 @@ def passed(result: AnalysisResult, check: AnalysisCheck) -> bool:
 def render_query(query: str, *, revision: str, rollout: str, namespace: str) -> str:
     """A PromQL query with its placeholders replaced."""
     return (
-        query.replace("{{revision}}", revision).replace("{{rollout}}", rollout).replace("{{namespace}}", namespace)
+        query.replace("{{revision}}", revision)
+        .replace("{{rollout}}", rollout)
+        .replace("{{namespace}}", namespace)
     )
 
 

@@ -210,7 +210,9 @@ class Context:
 
     def latest_retired(self, names: Iterable[str]) -> str | None:
         """The most recently replaced stable revision among ``names`` (the one a warm standby keeps)."""
-        retired = [(r.retired_at, r.revision, r.name) for n in names if (r := self.records.get(n)) and r.retired_at]
+        retired = [
+            (r.retired_at, r.revision, r.name) for n in names if (r := self.records.get(n)) and r.retired_at
+        ]
         return max(retired)[2] if retired else None
 
     def wake(self, seconds: float | None) -> None:

@@ -68,13 +68,11 @@ def plan_revert(ctx: Context, revert: Revert) -> Decision:
     observed = ctx.observed
     stable = ctx.stable
     pinned = ServiceTarget(target)
-    others = sorted(
-        (name for name in observed.revisions if name != target), key=lambda n: (ctx.number(n), n)
-    )
+    others = sorted((name for name in observed.revisions if name != target), key=lambda n: (ctx.number(n), n))
     fallbacks = [stable] if stable is not None and stable != target else []
     full = _fully_serves(ctx, target)
 
-    def aim(role: ServiceRole) -> ServiceTarget | None:
+    def aim(role: ServiceRole, fallbacks: list[str]) -> ServiceTarget | None:
         current = observed.target(role)
         if full or current is None:
             return choose_target(observed, role, pinned, fallbacks)
@@ -92,12 +90,13 @@ def plan_revert(ctx: Context, revert: Revert) -> Decision:
     if ctx.shares_main and full and not any(holds_pods(ctx, name) for name in others):
         services[ServiceRole.MAIN] = ALL_REVISIONS
     else:
-        services[ServiceRole.MAIN] = aim(ServiceRole.MAIN)
-    for role in ctx.spec.service_roles:
-        if role != ServiceRole.MAIN:
-            services[role] = aim(role)
+        services[ServiceRole.MAIN] = aim(ServiceRole.MAIN, fallbacks)
     main = services[ServiceRole.MAIN]
     switched = full and (main == pinned or (main is not None and main.is_all and ctx.shares_main))
+    for role in ctx.spec.service_roles:
+        if role != ServiceRole.MAIN:
+            # Once MAIN has switched, the old stable revision is being left: no Service falls back to it.
+            services[role] = aim(role, [] if switched else fallbacks)
 
     new_stable = stable
     if switched and stable != target:
@@ -131,14 +130,18 @@ def plan_revert(ctx: Context, revert: Revert) -> Decision:
     t = ctx.rev(target)
     target_serving = serving(t)
     left_pods = sum(
-        max(desired[name], ctx.rev(name).replicas, ctx.rev(name).terminating) for name in others if name not in warm
+        max(desired[name], ctx.rev(name).replicas, ctx.rev(name).terminating)
+        for name in others
+        if name not in warm
     )
     record = ctx.abort if revert.kind == "abort" else ctx.rollback if revert.kind == "undo" else None
     completed = record is not None and record.completed_at is not None
     # Done: the target serves every replica and no other revision has a pod left, not even one
     # draining. Once done, a revision drained later (a warm one after its window) changes nothing.
     done = completed or (new_stable == target and target_serving >= replicas and left_pods == 0)
-    return _decision(ctx, revert, desired, services, new_stable, done, target_serving, left_pods, warm, requeue)
+    return _decision(
+        ctx, revert, desired, services, new_stable, done, target_serving, left_pods, warm, requeue
+    )
 
 
 def _fully_serves(ctx: Context, name: str) -> bool:

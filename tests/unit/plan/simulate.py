@@ -106,7 +106,9 @@ class Cluster:
                 # The Deployment replaces its pods one at a time, a new one ready first; modelled
                 # as the whole set replaced at once by ready pods (the planner only waits for it).
                 self.restarted[name] = value
-                self.revisions[name].pods = [Pod(age=self.ready_after, ready=True) for _ in self.revisions[name].pods]
+                self.revisions[name].pods = [
+                    Pod(age=self.ready_after, ready=True) for _ in self.revisions[name].pods
+                ]
         for role in result.delete_services:
             self.services.pop(role, None)
         self.status = result.status

@@ -6,9 +6,11 @@ from typing import Any
 
 import pytest
 from invariants import violations
-from simulate import Cluster, make_spec, pods_in_traffic
-from zdr.api import ALL_REVISIONS, Command, ServiceRole, ServiceTarget
+from simulate import START, Cluster, make_spec, pods_in_traffic
+from zdr.api import ALL_REVISIONS, Command, ServiceRole, ServiceTarget, ZeroDowntimeRolloutStatus, parse_spec
+from zdr.plan import Observed, ObservedRevision, ObservedService, plan
 from zdr.plan.common import weight_replicas
+from zdr.revision import revision_hash
 
 
 def canary(
@@ -179,3 +181,23 @@ def test_new_template_mid_canary_restarts_steps_and_drains_the_old_canary() -> N
     assert first_canary is not None and cluster.revisions[first_canary].spec == 0
     assert cluster.services[ServiceRole.CANARY] == ServiceTarget(result.update_revision)
     assert cluster.services[ServiceRole.STABLE] == ServiceTarget(stable)
+
+
+def test_promotion_leaves_a_serving_canary_service_where_it_is() -> None:
+    """Scaled to zero, the canary Service still has a ready endpoint (an old pod on its way out):
+    promoting must not re-point it to a revision with no pod that serves."""
+    spec = make_spec(0, strategy={"type": "Canary", "canary": {"maxSurge": 1, "steps": []}})
+    update = revision_hash(parse_spec(spec))
+    observed = Observed(
+        generation=1,
+        revisions={
+            update: ObservedRevision(update, 0, 0, 0, 0),
+            "aaaaaaaaa1": ObservedRevision("aaaaaaaaa1", 0, 0, 0, 0),
+            "bbbbbbbbb2": ObservedRevision("bbbbbbbbb2", 0, 1, 0, 0, ready_endpoints={ServiceRole.CANARY: 1}),
+        },
+        services={ServiceRole.CANARY: ObservedService(name="canary", target=ALL_REVISIONS)},
+    )
+    status = ZeroDowntimeRolloutStatus(observed_generation=1, stable_revision="aaaaaaaaa1")
+    result = plan(spec, status, observed, START)
+    assert violations(spec, observed, result) == []
+    assert result.services.get(ServiceRole.CANARY, ALL_REVISIONS) == ALL_REVISIONS

@@ -99,7 +99,9 @@ def test_an_analysis_step_passes_after_count_successes() -> None:
     spec = make_spec(4, strategy={"type": "Canary", "canary": {"maxSurge": 1, "steps": steps}})
     cluster = Cluster(ready_after=1)
     cluster.run(spec)
-    v2 = make_spec(4, image="example/web:2", strategy={"type": "Canary", "canary": {"maxSurge": 1, "steps": steps}})
+    v2 = make_spec(
+        4, image="example/web:2", strategy={"type": "Canary", "canary": {"maxSurge": 1, "steps": steps}}
+    )
     for _ in range(30):
         result = cluster.step(v2)
         if result.status.current_step_index == 1:

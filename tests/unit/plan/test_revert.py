@@ -48,7 +48,9 @@ def halfway(strategy: str, **extra: Any) -> tuple[Cluster, dict[str, Any], str, 
     for _ in range(60):
         result = cluster.step(v2)
         if result.status.phase == "Paused" or (
-            strategy == "rolling" and cluster.revisions.get(update) and cluster.serving() >= 4
+            strategy == "rolling"
+            and cluster.revisions.get(update)
+            and cluster.serving() >= 4
             and sum(1 for p in cluster.revisions[update].pods if p.ready) >= 2
         ):
             break
@@ -274,7 +276,9 @@ def test_undo_half_way_goes_back_to_the_stable_revision_and_says_spec_differs(st
     assert plans[0].status.phase == "Progressing"
     assert plans[0].status.rollback is not None and plans[0].status.rollback.revision == stable
     status = cluster.status
-    assert status.phase == "Degraded" and status.stable_revision == stable and status.update_revision == update
+    assert (
+        status.phase == "Degraded" and status.stable_revision == stable and status.update_revision == update
+    )
     assert status.rollback is not None and status.rollback.completed_at is not None
     assert status.rollback.from_revision == update
     stalled = status.condition("Stalled")
@@ -409,7 +413,8 @@ def test_undo_to_a_deleted_revision_is_refused() -> None:
         cluster.run(spec_of("rolling", image, revisionHistoryLimit=0))
         cluster.wait(spec_of("rolling", image, revisionHistoryLimit=0), 40)
     result = cluster.step(
-        spec_of("rolling", "a:3", revisionHistoryLimit=0), command=Command(id="u1", verb="undo", to_revision=1)
+        spec_of("rolling", "a:3", revisionHistoryLimit=0),
+        command=Command(id="u1", verb="undo", to_revision=1),
     )
     assert result.status.last_command is not None
     assert result.status.last_command.message.startswith("no revision 1")
@@ -481,3 +486,25 @@ def test_records_of_another_template_are_dropped() -> None:
     result = plan(spec, status, observed, START + timedelta(seconds=5))
     assert result.status.abort is None and result.status.rollback is None
     assert result.status.phase == "Progressing" and result.replicas[update] == 1
+
+
+def test_undo_never_falls_back_to_the_revision_it_leaves() -> None:
+    """An undo to a revision scaled to zero switches MAIN at once; the canary Service, which still
+    has a ready endpoint on the undone revision, stays where it is instead of being pinned to it."""
+    spec = make_spec(0, strategy={"type": "Canary", "canary": {"maxSurge": 1, "steps": []}})
+    update = revision_hash(parse_spec(spec))
+    observed = Observed(
+        generation=1,
+        revisions={
+            "ccccccccc3": ObservedRevision("ccccccccc3", 0, 0, 0, 0),
+            update: ObservedRevision(update, 1, 1, 1, 1, ready_endpoints={ServiceRole.CANARY: 1}),
+        },
+        services={ServiceRole.CANARY: ObservedService(name="canary", target=ALL_REVISIONS)},
+    )
+    status = ZeroDowntimeRolloutStatus(
+        observed_generation=1,
+        rollback=RollbackRecord(revision="ccccccccc3", from_revision=update, requested_at=START),
+    )
+    result = plan(spec, status, observed, START)
+    assert violations(spec, observed, result) == []
+    assert result.services.get(ServiceRole.CANARY) != ServiceTarget(update)
