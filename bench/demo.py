@@ -189,7 +189,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if summary.errors:
             console.print(f"[red]errors: {summary.errors}[/red]")
         console.print(f"records: {out}/*.jsonl   operator log: {log}")
-        console.print(f"the measurement: {summary.validity.message()} (bench.prober: raw sockets, no retries)")
+        console.print(
+            f"the measurement: {summary.validity.message()} (bench.prober: raw sockets, no retries)"
+        )
         failed_run = summary.failed > 0 or summary.ws_abnormal > 0 or t_complete is None or not summary.valid
         if failed_run:
             console.print("[bold red]FAILED: requests were lost or the rollout did not finish[/bold red]")

@@ -54,8 +54,18 @@ class FlowLog:
         with self.err.open("w") as err:
             self.proc = subprocess.Popen(
                 [
-                    "conntrack", "-E", "-e", "NEW", "-p", "tcp", "-d", self.ip, "--dport", str(self.port),
-                    "--buffer-size", str(EVENT_BUFFER),
+                    "conntrack",
+                    "-E",
+                    "-e",
+                    "NEW",
+                    "-p",
+                    "tcp",
+                    "-d",
+                    self.ip,
+                    "--dport",
+                    str(self.port),
+                    "--buffer-size",
+                    str(EVENT_BUFFER),
                 ],
                 stdout=subprocess.PIPE,
                 stderr=err,
@@ -105,7 +115,9 @@ class FlowLog:
         """A new conntrack entry (a fresh translation by kube-proxy's rules) appeared for this client
         port around ``t_send``. False means the SYN matched an entry left by an earlier connection
         from the same port, and went where that one went."""
-        return sport is not None and any(t_send - before <= t <= t_send + slack for t, _ in self.flows.get(int(sport), []))
+        return sport is not None and any(
+            t_send - before <= t <= t_send + slack for t, _ in self.flows.get(int(sport), [])
+        )
 
     def previous(self, sport: int | None, t_send: float, before: float = 0.3) -> tuple[float, str] | None:
         """The last flow from this client port that began before ``t_send``: (when, pod IP)."""

@@ -92,7 +92,10 @@ class Config:
     @property
     def app(self) -> App:
         return App(
-            replicas=self.replicas, drain=self.drain, shutdown=self.shutdown, pre_stop_seconds=self.pre_stop_seconds
+            replicas=self.replicas,
+            drain=self.drain,
+            shutdown=self.shutdown,
+            pre_stop_seconds=self.pre_stop_seconds,
         )
 
 
@@ -174,31 +177,52 @@ SCENARIOS: dict[str, Scenario] = {
             "deployment",
             "the control: Deployment, no readiness probe, no preStop, always the abrupt app",
             lambda kube, ns, cfg: DeploymentTarget(
-                kube, ns, "web", replace(cfg.app, shutdown="abrupt", drain="0s"), readiness=False, pre_stop=None
+                kube,
+                ns,
+                "web",
+                replace(cfg.app, shutdown="abrupt", drain="0s"),
+                readiness=False,
+                pre_stop=None,
             ),
         ),
         Scenario(
             "deployment-probes",
             "Deployment, readiness probe, preStop sleep = zdr's",
-            lambda kube, ns, cfg: DeploymentTarget(kube, ns, "web", cfg.app, readiness=True, pre_stop=cfg.pre_stop_seconds),
+            lambda kube, ns, cfg: DeploymentTarget(
+                kube, ns, "web", cfg.app, readiness=True, pre_stop=cfg.pre_stop_seconds
+            ),
         ),
         Scenario(
             "zdr-rolling",
             "zdr RollingUpdate, maxSurge 1, maxUnavailable 0",
-            lambda kube, ns, cfg: ZdrTarget(kube, ns, "web", cfg.app, "RollingUpdate", scale_down_delay=cfg.scale_down_delay),
+            lambda kube, ns, cfg: ZdrTarget(
+                kube, ns, "web", cfg.app, "RollingUpdate", scale_down_delay=cfg.scale_down_delay
+            ),
         ),
         Scenario(
             "zdr-bluegreen",
             "zdr BlueGreen, autoPromotion",
             lambda kube, ns, cfg: ZdrTarget(
-                kube, ns, "web", cfg.app, "BlueGreen", auto_promotion=True, scale_down_delay=cfg.scale_down_delay
+                kube,
+                ns,
+                "web",
+                cfg.app,
+                "BlueGreen",
+                auto_promotion=True,
+                scale_down_delay=cfg.scale_down_delay,
             ),
         ),
         Scenario(
             "zdr-canary",
             "zdr Canary, 25% / pause 2s / 50% / pause until promote (after 1 s), maxSurge 1",
             lambda kube, ns, cfg: ZdrTarget(
-                kube, ns, "web", cfg.app, "Canary", canary_steps=CANARY_STEPS, scale_down_delay=cfg.scale_down_delay
+                kube,
+                ns,
+                "web",
+                cfg.app,
+                "Canary",
+                canary_steps=CANARY_STEPS,
+                scale_down_delay=cfg.scale_down_delay,
             ),
             _promote_at_pause(3),
         ),
@@ -210,7 +234,9 @@ def say(text: str) -> None:
     print(f"[{datetime.now().strftime('%H:%M:%S')}] {text}", flush=True)
 
 
-def run_scenario(kube: Kube, scenario: Scenario, cfg: Config, out_dir: Path, run: int) -> tuple[Result, list[Record]]:
+def run_scenario(
+    kube: Kube, scenario: Scenario, cfg: Config, out_dir: Path, run: int
+) -> tuple[Result, list[Record]]:
     ns = NS_PREFIX + scenario.name
     target = scenario.target(kube, ns, cfg)
     result = Result(scenario=scenario.name, description=scenario.description, run=run)
@@ -249,7 +275,9 @@ def run_scenario(kube: Kube, scenario: Scenario, cfg: Config, out_dir: Path, run
                 time.sleep(max(0.0, marks["complete"] + cfg.hold_seconds - traffic.now()))
                 marks["undo"] = traffic.now()
                 target.undo("v1")
-                marks["undo_complete"] = target.wait_complete("v1", timeout=cfg.rollout_timeout) - traffic.epoch
+                marks["undo_complete"] = (
+                    target.wait_complete("v1", timeout=cfg.rollout_timeout) - traffic.epoch
+                )
                 marks["undo_clean"] = traffic.now()
                 say(f"{scenario.name}: back on v1 after {marks['undo_clean'] - marks['undo']:.1f}s")
                 time.sleep(cfg.hold_seconds)
@@ -275,7 +303,10 @@ def rollback_seconds(records: Sequence[Record], undo: float, mode: str | None = 
     answered = [
         r
         for r in records
-        if r.get("kind") == "http" and not is_failure(r) and float(r["t_send"]) >= undo and mode in (None, r["mode"])
+        if r.get("kind") == "http"
+        and not is_failure(r)
+        and float(r["t_send"]) >= undo
+        and mode in (None, r["mode"])
     ]
     if not answered:
         return None
@@ -289,7 +320,12 @@ def rollback_seconds(records: Sequence[Record], undo: float, mode: str | None = 
 
 
 def measure(
-    result: Result, records: list[Record], recorder: EventRecorder, terms: PodTerminations, flows: FlowLog, pre_stop: float
+    result: Result,
+    records: list[Record],
+    recorder: EventRecorder,
+    terms: PodTerminations,
+    flows: FlowLog,
+    pre_stop: float,
 ) -> None:
     m = result.marks
     whole: Summary = summarize(records, bucket=0.5)
@@ -310,8 +346,13 @@ def measure(
             pod = r.get("pod") or terms.pod_ips.get(pod_ip or "")
             result.failure_pods.append(
                 {
-                    "t": r["t_send"], "mode": r["mode"], "outcome": r.get("outcome"), "sport": r.get("sport"),
-                    "pod_ip": pod_ip, "pod": pod, "terminating_at": terms.terminating.get(pod or ""),
+                    "t": r["t_send"],
+                    "mode": r["mode"],
+                    "outcome": r.get("outcome"),
+                    "sport": r.get("sport"),
+                    "pod_ip": pod_ip,
+                    "pod": pod,
+                    "terminating_at": terms.terminating.get(pod or ""),
                     "left_service_at": terms.left_service.get(pod or ""),
                     "fresh_translation": flows.began(r.get("sport"), float(r["t_send"])),
                     "previous_flow": flows.previous(r.get("sport"), float(r["t_send"])),
@@ -391,7 +432,9 @@ def table(results: Sequence[Result]) -> str:
     for name, runs in by_scenario(results).items():
         ok = [r for r in runs if not r.error and r.valid]
         if not ok:
-            why = "; ".join(sorted({(r.error or "INVALID: " + "; ".join(r.invalid_reasons))[:120] for r in runs}))
+            why = "; ".join(
+                sorted({(r.error or "INVALID: " + "; ".join(r.invalid_reasons))[:120] for r in runs})
+            )
             lines.append(f"| {name} | 0 / {len(runs)} | {why} |" + " |" * 9)
             continue
         errors: dict[str, int] = {}
@@ -535,9 +578,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     ap.add_argument("--rate", type=float, default=Config.rate, help="requests/s per HTTP mode")
     ap.add_argument("--ws-clients", type=int, default=Config.ws_clients)
     ap.add_argument("--replicas", type=int, default=Config.replicas)
-    ap.add_argument("--shutdown", choices=("abrupt", "graceful"), default=Config.shutdown, help="the app's SHUTDOWN")
+    ap.add_argument(
+        "--shutdown", choices=("abrupt", "graceful"), default=Config.shutdown, help="the app's SHUTDOWN"
+    )
     ap.add_argument("--drain", default=Config.drain, help="the app's DRAIN after SIGTERM when graceful")
-    ap.add_argument("--vegeta-share", type=float, default=Config.vegeta_share, help="vegeta's share of the rate")
+    ap.add_argument(
+        "--vegeta-share", type=float, default=Config.vegeta_share, help="vegeta's share of the rate"
+    )
     ap.add_argument("--out", type=Path, default=RESULTS)
     ap.add_argument("--report", type=Path, default=None, help="only rebuild latest.md from this latest.json")
     return ap.parse_args(argv)
@@ -546,7 +593,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 def report(path: Path) -> int:
     """Rebuilds latest.md next to a latest.json written by an earlier run."""
     doc = json.loads(path.read_text())
-    results = [Result(**{**r, "cluster_events": [tuple(e) for e in r["cluster_events"]]}) for r in doc["scenarios"]]
+    results = [
+        Result(**{**r, "cluster_events": [tuple(e) for e in r["cluster_events"]]}) for r in doc["scenarios"]
+    ]
     fields = {f for f in Config.__dataclass_fields__}
     cfg = Config(**{k: v for k, v in doc["config"].items() if k in fields})
     md = markdown(results, cfg, doc["operator_reaction"], doc["when"], doc["runs"])
@@ -571,8 +620,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("--load must be between 0 and 8", file=sys.stderr)
         return 2
     cfg = Config(
-        rate=args.rate, ws_clients=args.ws_clients, replicas=args.replicas, shutdown=args.shutdown,
-        drain=args.drain, load=args.load, vegeta_share=args.vegeta_share,
+        rate=args.rate,
+        ws_clients=args.ws_clients,
+        replicas=args.replicas,
+        shutdown=args.shutdown,
+        drain=args.drain,
+        load=args.load,
+        vegeta_share=args.vegeta_share,
     )
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
@@ -581,7 +635,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     kube.ensure_crd()
     others = other_operators(NS_PREFIX + scenarios[0])
     if others:
-        say("warning: other zdr operators are running and will act on the bench's rollouts too:\n  " + "\n  ".join(others))
+        say(
+            "warning: other zdr operators are running and will act on the bench's rollouts too:\n  "
+            + "\n  ".join(others)
+        )
     log = LOGS / "zdr-bench-operator.log"
     operator = OperatorProcess(log, namespaces=[NS_PREFIX + "*"])
     results: list[Result] = []

@@ -708,7 +708,9 @@ def watch_namespace(
                     primed.set()
             w = watch.Watch()
             try:
-                for ev in w.stream(list_fn, ns, resource_version=version, timeout_seconds=2, _request_timeout=10):
+                for ev in w.stream(
+                    list_fn, ns, resource_version=version, timeout_seconds=2, _request_timeout=10
+                ):
                     obj = api.sanitize_for_serialization(ev["object"])
                     if ev["type"] == "ERROR":
                         version = None
@@ -881,19 +883,37 @@ class PodTerminations:
         self.last_left: dict[str, float] = {}
         """When each pod last stopped being a ready endpoint (a pod can come back, e.g. on undo)."""
         self._ready: dict[str, set[str]] = {}
+        self.deleted_rv: dict[str, int] = {}
+        """resourceVersion of the change that made each pod terminating."""
+        self.listed_rv: dict[str, list[tuple[int, bool]]] = {}
+        """Per pod: (resourceVersion, ready endpoint of the Service from then on) at each change."""
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._primed = [threading.Event(), threading.Event()]
         self._threads = [
             threading.Thread(
                 target=watch_namespace,
-                args=(kube, ns, lambda api: client.CoreV1Api(api).list_namespaced_pod, self._pod, self._stop, self._primed[0]),
+                args=(
+                    kube,
+                    ns,
+                    lambda api: client.CoreV1Api(api).list_namespaced_pod,
+                    self._pod,
+                    self._stop,
+                    self._primed[0],
+                ),
                 name="watch-pods",
                 daemon=True,
             ),
             threading.Thread(
                 target=watch_namespace,
-                args=(kube, ns, lambda api: client.DiscoveryV1Api(api).list_namespaced_endpoint_slice, self._slice, self._stop, self._primed[1]),
+                args=(
+                    kube,
+                    ns,
+                    lambda api: client.DiscoveryV1Api(api).list_namespaced_endpoint_slice,
+                    self._slice,
+                    self._stop,
+                    self._primed[1],
+                ),
                 name="watch-slices",
                 daemon=True,
             ),
@@ -909,6 +929,7 @@ class PodTerminations:
                 self.pod_ips[p["status"]["podIP"]] = name
             if p["metadata"].get("deletionTimestamp") and name not in self.terminating:
                 self.terminating[name] = self._now()
+                self.deleted_rv[name] = int(p["metadata"]["resourceVersion"])
 
     def _slice(self, type_: str, sl: Json) -> None:
         if (sl["metadata"].get("labels") or {}).get("kubernetes.io/service-name") != self.service:
@@ -927,6 +948,26 @@ class PodTerminations:
             for name in before - after:
                 self.left_service.setdefault(name, self._now())
                 self.last_left[name] = self._now()
+            version = int(sl["metadata"]["resourceVersion"])
+            for name in after - before:
+                self.listed_rv.setdefault(name, []).append((version, True))
+            for name in before - after:
+                self.listed_rv.setdefault(name, []).append((version, False))
+
+    def deleted_while_listed(self) -> list[str]:
+        """Pods deleted while still a ready endpoint of the Service: the change that made them
+        terminating came before the EndpointSlice change that took them out. Ordered by
+        resourceVersion, which one etcd hands out from a single counter for every kind, so the
+        order is the API server's, not the order in which two watches delivered their events."""
+        with self._lock:
+            out = []
+            for name, deleted in self.deleted_rv.items():
+                before = [
+                    listed for version, listed in sorted(self.listed_rv.get(name, [])) if version < deleted
+                ]
+                if before and before[-1]:
+                    out.append(name)
+            return sorted(out)
 
     def start(self) -> None:
         for t in self._threads[: 2 if self.service else 1]:

@@ -35,8 +35,12 @@ def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="python -m bench.prober", description=(__doc__ or "").split("\n\n")[1])
     ap.add_argument("url", help="http://IP[:PORT][/PATH]; IP in 127.0.0.1, 10.88.0.0/16 or 10.96.0.0/16")
     ap.add_argument("--rate", type=float, default=200.0, help="requests per second, per HTTP mode")
-    ap.add_argument("--seconds", type=float, default=30.0, help=f"run length (upper bound, at most {MAX_DURATION:.0f})")
-    ap.add_argument("--modes", type=_modes, default=list(MODES), help="comma-separated: new,keepalive (empty: none)")
+    ap.add_argument(
+        "--seconds", type=float, default=30.0, help=f"run length (upper bound, at most {MAX_DURATION:.0f})"
+    )
+    ap.add_argument(
+        "--modes", type=_modes, default=list(MODES), help="comma-separated: new,keepalive (empty: none)"
+    )
     ap.add_argument("--websockets", type=int, default=0, help="WebSocket clients on /ws")
     ap.add_argument("--pool", type=int, default=16, help="kept-alive connections")
     ap.add_argument("--expect", default=None, help="comma-separated X-Version values that count as success")
@@ -63,8 +67,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     expect = frozenset(v.strip() for v in args.expect.split(",") if v.strip()) if args.expect else None
     try:
         return run_cli(
-            target.host, out=args.out, as_json=args.json, port=target.port, path=target.path, modes=args.modes,
-            rate=args.rate, seconds=args.seconds, websockets=args.websockets, epoch=args.epoch, pool=args.pool,
+            target.host,
+            out=args.out,
+            as_json=args.json,
+            port=target.port,
+            path=target.path,
+            modes=args.modes,
+            rate=args.rate,
+            seconds=args.seconds,
+            websockets=args.websockets,
+            epoch=args.epoch,
+            pool=args.pool,
             expect=expect,
         )
     except ValueError as exc:

@@ -418,7 +418,9 @@ async def run_http(
                 rec["detail"] = f"{type(error).__name__}: {error}"[:200]
             if response is not None and conn is not None:
                 conn.pod = rec["pod"]
-            reusable = cfg.mode == "keepalive" and response is not None and error is None and not response.closes
+            reusable = (
+                cfg.mode == "keepalive" and response is not None and error is None and not response.closes
+            )
             if conn is not None and not reusable:
                 conn.close()
             if cfg.mode == "keepalive":

@@ -313,7 +313,9 @@ def validity(records: Sequence[Record]) -> Validity:
                 )
         if start.get("ws_clients"):
             expected = int(start["ws_clients"])
-            clients = {int(r["client"]) for r in records if r.get("kind") == "ws" and r.get("event") == "client"}
+            clients = {
+                int(r["client"]) for r in records if r.get("kind") == "ws" and r.get("event") == "client"
+            }
             if len(clients) != expected:
                 reasons.append(f"websocket: {len(clients)} of {expected} clients accounted for")
     return Validity(reasons, late)
@@ -350,7 +352,11 @@ def summarize(
     """Summary of the requests sent (and WebSocket connections ended) inside ``window``, if given;
     validity is always judged over the whole run."""
     everything = list(records)
-    recs = everything if window is None else [r for r in everything if r.get("kind") != "meta" and _inside(r, *window)]
+    recs = (
+        everything
+        if window is None
+        else [r for r in everything if r.get("kind") != "meta" and _inside(r, *window)]
+    )
     http = list(http_records(recs))
     metas = {
         str(m["http_mode"]): m

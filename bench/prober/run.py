@@ -85,15 +85,43 @@ async def probe(
     stop = stop or asyncio.Event()
 
     async def http(mode: Mode) -> None:
-        cfg = HttpConfig(host=host, port=port, path=path, mode=mode, rate=rate, duration=seconds, pool=pool, expect=expect)
+        cfg = HttpConfig(
+            host=host, port=port, path=path, mode=mode, rate=rate, duration=seconds, pool=pool, expect=expect
+        )
         name = f"http-{mode}"
-        sink({"kind": "meta", "event": "start", "prober": name, "http_mode": mode, "rate": rate, "t_start": round(loop.time() - base, 4)})
+        sink(
+            {
+                "kind": "meta",
+                "event": "start",
+                "prober": name,
+                "http_mode": mode,
+                "rate": rate,
+                "t_start": round(loop.time() - base, 4),
+            }
+        )
         stats = await run_http(cfg, sink, epoch=base, stop=stop)
-        sink({"kind": "meta", "event": "done", "prober": name, "sent": stats.sent, "connections": stats.connections, "replaced": stats.replaced})
+        sink(
+            {
+                "kind": "meta",
+                "event": "done",
+                "prober": name,
+                "sent": stats.sent,
+                "connections": stats.connections,
+                "replaced": stats.replaced,
+            }
+        )
 
     async def ws() -> None:
         cfg = WsConfig(host=host, port=port, clients=websockets, duration=seconds)
-        sink({"kind": "meta", "event": "start", "prober": "ws", "ws_clients": websockets, "t_start": round(loop.time() - base, 4)})
+        sink(
+            {
+                "kind": "meta",
+                "event": "start",
+                "prober": "ws",
+                "ws_clients": websockets,
+                "t_start": round(loop.time() - base, 4),
+            }
+        )
         await run_ws(cfg, sink, epoch=base, stop=stop)
         sink({"kind": "meta", "event": "done", "prober": "ws"})
 

@@ -95,7 +95,9 @@ class WsConnection:
         self.partial = b""
 
     @classmethod
-    async def open(cls, host: str, port: int, path: str, timeout: float, rec: Record | None = None) -> WsConnection:
+    async def open(
+        cls, host: str, port: int, path: str, timeout: float, rec: Record | None = None
+    ) -> WsConnection:
         """Connects and completes the handshake; raises ``Ended`` with the reason when it cannot."""
         try:
             async with asyncio.timeout(timeout):
@@ -167,7 +169,9 @@ async def read_head(conn: Connection) -> tuple[int, dict[str, str]]:
     return int(parts[1]), headers
 
 
-async def _session(ws: WsConnection, cfg: WsConfig, info: Record, deadline: float, stop: asyncio.Event) -> Record:
+async def _session(
+    ws: WsConnection, cfg: WsConfig, info: Record, deadline: float, stop: asyncio.Event
+) -> Record:
     """Reads one connection until it ends; returns the fields describing the end."""
     loop = asyncio.get_running_loop()
     while True:
@@ -189,13 +193,23 @@ async def _session(ws: WsConnection, cfg: WsConfig, info: Record, deadline: floa
                 await ws.close(1000)
                 return {"end_kind": "stopped", "code": 1000, "abnormal": False}
             ws.conn.close()
-            return {"end_kind": "stalled", "code": None, "abnormal": True, "detail": f"no message for {cfg.stall_seconds:g}s"}
+            return {
+                "end_kind": "stalled",
+                "code": None,
+                "abnormal": True,
+                "detail": f"no message for {cfg.stall_seconds:g}s",
+            }
         try:
             op, data = recv.result()
         except asyncio.IncompleteReadError:
             return {"end_kind": "lost", "code": 1006, "abnormal": True, "detail": "EOF without a close frame"}
         except OSError as exc:
-            return {"end_kind": "lost", "code": 1006, "abnormal": True, "detail": f"{type(exc).__name__}: {exc}"[:120]}
+            return {
+                "end_kind": "lost",
+                "code": 1006,
+                "abnormal": True,
+                "detail": f"{type(exc).__name__}: {exc}"[:120],
+            }
         except ProtocolError as exc:
             ws.conn.close()
             return {"end_kind": "protocol", "code": 1002, "abnormal": True, "detail": str(exc)[:120]}
@@ -204,7 +218,12 @@ async def _session(ws: WsConnection, cfg: WsConfig, info: Record, deadline: floa
             with contextlib.suppress(Exception):
                 await ws.send(OP_CLOSE, data[:2])
             ws.conn.close()
-            return {"end_kind": "closed", "code": code, "abnormal": code not in CLEAN_CLOSE_CODES, "detail": data[2:].decode(errors="replace")[:120]}
+            return {
+                "end_kind": "closed",
+                "code": code,
+                "abnormal": code not in CLEAN_CLOSE_CODES,
+                "detail": data[2:].decode(errors="replace")[:120],
+            }
         info["messages"] += 1
         if info["version"] is None or info["pod"] is None:
             with contextlib.suppress(ValueError, AttributeError, UnicodeDecodeError):
@@ -213,7 +232,9 @@ async def _session(ws: WsConnection, cfg: WsConfig, info: Record, deadline: floa
                 info["pod"] = info["pod"] or body.get("pod")
 
 
-async def _client(client_id: int, cfg: WsConfig, host: str, sink: Sink, base: float, deadline: float, stop: asyncio.Event) -> int:
+async def _client(
+    client_id: int, cfg: WsConfig, host: str, sink: Sink, base: float, deadline: float, stop: asyncio.Event
+) -> int:
     """One reconnecting client; returns how many connections it made."""
     loop = asyncio.get_running_loop()
     conns = 0
@@ -222,7 +243,16 @@ async def _client(client_id: int, cfg: WsConfig, host: str, sink: Sink, base: fl
             break
         conns += 1
         t_open = loop.time()
-        end: Record = {"kind": "ws", "event": "end", "client": client_id, "conn": conn, "t_open": round(t_open - base, 4), "messages": 0, "version": None, "pod": None}
+        end: Record = {
+            "kind": "ws",
+            "event": "end",
+            "client": client_id,
+            "conn": conn,
+            "t_open": round(t_open - base, 4),
+            "messages": 0,
+            "version": None,
+            "pod": None,
+        }
         try:
             ws = await WsConnection.open(host, cfg.port, cfg.path, cfg.handshake_timeout, end)
         except Ended as exc:
@@ -230,7 +260,16 @@ async def _client(client_id: int, cfg: WsConfig, host: str, sink: Sink, base: fl
             sink(end)
             await asyncio.sleep(0.2)
             continue
-        sink({"kind": "ws", "event": "open", "client": client_id, "conn": conn, "t": round(loop.time() - base, 4), "sport": end.get("sport")})
+        sink(
+            {
+                "kind": "ws",
+                "event": "open",
+                "client": client_id,
+                "conn": conn,
+                "t": round(loop.time() - base, 4),
+                "sport": end.get("sport"),
+            }
+        )
         try:
             end.update(await _session(ws, cfg, end, deadline, stop))
         finally:
@@ -242,7 +281,9 @@ async def _client(client_id: int, cfg: WsConfig, host: str, sink: Sink, base: fl
     return conns
 
 
-async def run_ws(cfg: WsConfig, sink: Sink, *, epoch: float | None = None, stop: asyncio.Event | None = None) -> None:
+async def run_ws(
+    cfg: WsConfig, sink: Sink, *, epoch: float | None = None, stop: asyncio.Event | None = None
+) -> None:
     """Runs ``cfg.clients`` reconnecting clients until ``cfg.duration`` passes or ``stop`` is set."""
     host = check_target(cfg.host)
     check_bounds(cfg.duration, cfg.clients, "clients", MAX_WS_CLIENTS)
@@ -251,7 +292,9 @@ async def run_ws(cfg: WsConfig, sink: Sink, *, epoch: float | None = None, stop:
     start = loop.time()
     base = start if epoch is None else epoch
     deadline = start + cfg.duration
-    tasks = [asyncio.create_task(_client(i, cfg, host, sink, base, deadline, stop)) for i in range(cfg.clients)]
+    tasks = [
+        asyncio.create_task(_client(i, cfg, host, sink, base, deadline, stop)) for i in range(cfg.clients)
+    ]
     # Bounded: each client leaves at the deadline; the margin covers close handshakes.
     _, late = await asyncio.wait(tasks, timeout=cfg.duration + 15)
     for task in late:
@@ -261,8 +304,36 @@ async def run_ws(cfg: WsConfig, sink: Sink, *, epoch: float | None = None, stop:
         t = round(loop.time() - base, 4)
         exc = None if task.cancelled() else task.exception()
         if task.cancelled() or exc is not None:
-            detail = "cancelled: did not end by the deadline" if task.cancelled() else f"{type(exc).__name__}: {exc}"[:200]
-            sink({"kind": "ws", "event": "end", "client": i, "conn": -1, "t_open": t, "t": t, "messages": 0, "version": None, "pod": None, "end_kind": "client_died", "code": None, "abnormal": True, "detail": detail})
+            detail = (
+                "cancelled: did not end by the deadline"
+                if task.cancelled()
+                else f"{type(exc).__name__}: {exc}"[:200]
+            )
+            sink(
+                {
+                    "kind": "ws",
+                    "event": "end",
+                    "client": i,
+                    "conn": -1,
+                    "t_open": t,
+                    "t": t,
+                    "messages": 0,
+                    "version": None,
+                    "pod": None,
+                    "end_kind": "client_died",
+                    "code": None,
+                    "abnormal": True,
+                    "detail": detail,
+                }
+            )
             sink({"kind": "ws", "event": "client", "client": i, "state": "dead", "detail": detail})
         else:
-            sink({"kind": "ws", "event": "client", "client": i, "state": "stopped", "connections": task.result()})
+            sink(
+                {
+                    "kind": "ws",
+                    "event": "client",
+                    "client": i,
+                    "state": "stopped",
+                    "connections": task.result(),
+                }
+            )

@@ -217,7 +217,11 @@ def http_urls(http: HttpCheck, target: Target) -> tuple[list[tuple[str, str]], s
 
 
 def _pod_urls(http: HttpCheck, target: Target) -> tuple[list[tuple[str, str]], str]:
-    pods = [p for p in target.children.pods.get(target.revision, []) if _ready(p) and p.get("status", {}).get("podIP")]
+    pods = [
+        p
+        for p in target.children.pods.get(target.revision, [])
+        if _ready(p) and p.get("status", {}).get("podIP")
+    ]
     if not pods:
         return [], f"no ready pod of revision {target.revision} to measure yet"
     urls = []
@@ -225,7 +229,9 @@ def _pod_urls(http: HttpCheck, target: Target) -> tuple[list[tuple[str, str]], s
         port = _container_port(pod, http.port)
         if port is None:
             return [], f"pod {pod['metadata']['name']} has no container port {http.port or ''}".rstrip()
-        urls.append((f"pod {pod['metadata']['name']}", f"http://{_host(pod['status']['podIP'])}:{port}{http.path}"))
+        urls.append(
+            (f"pod {pod['metadata']['name']}", f"http://{_host(pod['status']['podIP'])}:{port}{http.path}")
+        )
     return urls, ""
 
 

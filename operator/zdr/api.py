@@ -63,7 +63,12 @@ LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
 LABEL_ROLLOUT = "zdr.io/rollout"
 LABEL_REVISION = "zdr.io/revision"
 LABEL_SERVICE_ROLE = "zdr.io/service-role"
-RESERVED_LABELS = (LABEL_ROLLOUT, LABEL_REVISION)
+LABEL_SERVING = "zdr.io/serving"
+"""On every pod: "true", or "false" once the pod is chosen to go (zdr's Services select "true")."""
+RESERVED_LABELS = (LABEL_ROLLOUT, LABEL_REVISION, LABEL_SERVING)
+RETIRING_ANNOTATION = "zdr.io/retiring-since"
+"""On a pod chosen to go: when it was taken out of the Services."""
+DELETION_COST_ANNOTATION = "controller.kubernetes.io/pod-deletion-cost"
 
 # ---------------------------------------------------------------------------------------------
 # Defaults: the only place their values are written down.
@@ -928,7 +933,9 @@ class AnalysisResult(_StatusModel):
     """The measurements of one check against one revision."""
 
     name: str = Field(description="The check's name.")
-    step: int | None = Field(default=None, description="Canary step index of a step analysis; absent: background.")
+    step: int | None = Field(
+        default=None, description="Canary step index of a step analysis; absent: background."
+    )
     revision: str = Field(description="Hash of the revision measured.")
     started_at: Time = Field(description="When the check started (initialDelay counts from here).")
     measurements: int = Field(default=0, description="Measurements taken, including those without data.")
@@ -990,9 +997,12 @@ class ZeroDowntimeRolloutStatus(_StatusModel):
     last_command: CommandRecord | None = Field(default=None, description="The last command handled.")
     abort: AbortRecord | None = Field(default=None, description="Set while the rollout is aborted.")
     rollback: RollbackRecord | None = Field(
-        default=None, description="Set while an undo holds the cluster on an earlier revision than spec.template."
+        default=None,
+        description="Set while an undo holds the cluster on an earlier revision than spec.template.",
     )
-    restart: RestartRecord | None = Field(default=None, description="The last restart of the stable revision.")
+    restart: RestartRecord | None = Field(
+        default=None, description="The last restart of the stable revision."
+    )
     analysis: list[AnalysisResult] = Field(
         default_factory=list, description="Results of the checks measuring the running rollout."
     )

@@ -20,16 +20,26 @@ from kubernetes.client.exceptions import ApiException
 from zdr import log
 from zdr.api import (
     API_VERSION,
+    DELETION_COST_ANNOTATION,
     GROUP,
     KIND,
+    LABEL_SERVING,
     PLURAL,
     RESTARTED_AT_ANNOTATION,
+    RETIRING_ANNOTATION,
     VERSION,
     ZeroDowntimeRolloutSpec,
 )
 from zdr.observe import Children
-from zdr.plan.types import Event, Plan
-from zdr.revision import build_deployment, build_service, deployment_name, service_selector
+from zdr.plan.types import Event, Plan, ServiceTarget
+from zdr.retire import DELETION_COST, PodPatch, Retirement
+from zdr.revision import (
+    build_deployment,
+    build_service,
+    carries_serving_label,
+    deployment_name,
+    service_selector,
+)
 
 Json = dict[str, Any]
 FIELD_MANAGER = "zdr"
@@ -62,11 +72,19 @@ class Applier:
         self.custom = client.CustomObjectsApi(api)
         self.writes: list[str] = []
 
-    def apply(self, rollout: Mapping[str, Any], plan: Plan, children: Children) -> list[str]:
+    def apply(
+        self,
+        rollout: Mapping[str, Any],
+        plan: Plan,
+        children: Children,
+        retirement: Retirement | None = None,
+    ) -> list[str]:
         self.writes = []
         meta = rollout["metadata"]
         namespace, name = meta["namespace"], meta["name"]
         if plan.spec is not None:
+            for patch in retirement.patches if retirement else ():
+                self._pod(namespace, patch, now=datetime.now(UTC))
             self._deployments(rollout, plan, plan.spec, children)
             self._services(rollout, plan, plan.spec, children)
         for revision in plan.delete:
@@ -87,9 +105,29 @@ class Applier:
             except ApiException as exc:
                 _ignore(404, exc)
         self._status(rollout, plan)
-        for event in plan.events:
+        for event in (*plan.events, *(retirement.events if retirement else ())):
             self.event(rollout, event)
         return self.writes
+
+    def _pod(self, namespace: str, patch: PodPatch, *, now: datetime) -> None:
+        """Take a pod chosen to go out of zdr's Services (or put it back), with the deletion cost
+        that makes its ReplicaSet remove exactly it."""
+        annotations: dict[str, str | None] = (
+            {
+                DELETION_COST_ANNOTATION: DELETION_COST,
+                RETIRING_ANNOTATION: now.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+            }
+            if patch.retire
+            else {DELETION_COST_ANNOTATION: None, RETIRING_ANNOTATION: None}
+        )
+        body: Json = {"metadata": {"annotations": annotations}}
+        if patch.labelled:
+            body["metadata"]["labels"] = {LABEL_SERVING: "false" if patch.retire else "true"}
+        try:
+            self.core.patch_namespaced_pod(patch.name, namespace, body, field_manager=FIELD_MANAGER)
+            self.writes.append(f"{'retire' if patch.retire else 'restore'} pod {patch.name}")
+        except ApiException as exc:
+            _ignore(404, exc)
 
     def _deployments(
         self, rollout: Mapping[str, Any], plan: Plan, spec: ZeroDowntimeRolloutSpec, children: Children
@@ -128,7 +166,9 @@ class Applier:
                 continue
             # The one edit of a revision's Deployment besides its size: a new restartedAt makes it
             # replace its pods one at a time (maxSurge 1, maxUnavailable 0), a new pod ready first.
-            patch = {"spec": {"template": {"metadata": {"annotations": {RESTARTED_AT_ANNOTATION: restarted_at}}}}}
+            patch = {
+                "spec": {"template": {"metadata": {"annotations": {RESTARTED_AT_ANNOTATION: restarted_at}}}}
+            }
             self.apps.patch_namespaced_deployment(
                 current["metadata"]["name"], namespace, patch, field_manager=FIELD_MANAGER
             )
@@ -141,7 +181,7 @@ class Applier:
         namespace, name = meta["namespace"], meta["name"]
         names = spec.service_names(name)
         for role, target in plan.services.items():
-            selector = service_selector(name, spec, target)
+            selector = service_selector(name, spec, target, serving=_serving_label(target, plan, children))
             desired = build_service(
                 names[role], spec, selector, rollout_name=name, namespace=namespace, role=role
             )
@@ -256,6 +296,15 @@ class Applier:
         except ApiException as exc:
             log.get().warning("event not recorded", reason=event.reason, error=exc.reason)
         self.writes.append(f"event {event.reason}")
+
+
+def _serving_label(target: ServiceTarget, plan: Plan, children: Children) -> bool:
+    """A Service selects ``zdr.io/serving: "true"`` only when every pod it selects carries the
+    label: a revision created before the label existed keeps serving through it."""
+    if target.revision is not None:
+        deployment = children.deployments.get(target.revision)
+        return deployment is None or carries_serving_label(deployment)
+    return all(carries_serving_label(d) for d in children.deployments.values())
 
 
 def _comparable(status: Mapping[str, Any]) -> str:

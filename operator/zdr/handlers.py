@@ -130,8 +130,10 @@ def reconcile(key: Key, started: float) -> float | None:
         raise
     if rollout["metadata"].get("deletionTimestamp"):
         return None
-    plan, children = decide(OP.api, rollout, datetime.now(UTC))
-    writes = Applier(OP.api).apply(rollout, plan, children)
+    plan, children, retirement = decide(OP.api, rollout, datetime.now(UTC))
+    writes = Applier(OP.api).apply(rollout, plan, children, retirement)
+    for seconds in retirement.removal_seconds:
+        metrics.ENDPOINT_REMOVAL_SECONDS.observe(seconds)
     status = plan.status
     logger = log.get().bind(
         rollout=f"{namespace}/{name}",
@@ -144,4 +146,9 @@ def reconcile(key: Key, started: float) -> float | None:
         logger.info(status.message or "reconciled", writes=writes)
     else:
         logger.debug("in sync")
-    return plan.requeue_after
+    if retirement.waiting:
+        logger.info("scale-down waits for pods to leave the endpoints", waiting=retirement.waiting)
+    if retirement.removal_seconds:
+        logger.info("pods out of the endpoints", seconds=[round(s, 3) for s in retirement.removal_seconds])
+    waits = [t for t in (plan.requeue_after, retirement.requeue_after) if t is not None]
+    return min(waits) if waits else None

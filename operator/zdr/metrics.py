@@ -12,6 +12,11 @@ REACTION_SECONDS = Histogram(
     "From a watch event queuing a rollout to the operator's resulting write",
     buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
 )
+ENDPOINT_REMOVAL_SECONDS = Histogram(
+    "zdr_endpoint_removal_seconds",
+    "From a pod being taken out of zdr's Services to its absence from every EndpointSlice, seen by zdr",
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30),
+)
 RECONCILE_ERRORS = Counter("zdr_reconcile_errors_total", "Reconciles that failed and were retried")
 
 

@@ -4,6 +4,9 @@ Four list calls per reconcile, each narrowed by the rollout's label: Deployments
 Services, Pods and EndpointSlices (the EndpointSlice controller copies a Service's
 labels onto its slices). Only children this rollout owns count, so a look-alike
 object someone else created is never scaled or re-pointed.
+
+While pods chosen to go wait to leave the EndpointSlices (retire.py), the planner sees their
+revision at the size it decided (``RevisionPods.planned_replicas``), not at the Deployment's.
 """
 
 from __future__ import annotations
@@ -22,13 +25,16 @@ from zdr.api import (
     LABEL_REVISION,
     LABEL_ROLLOUT,
     LABEL_SERVICE_ROLE,
+    LABEL_SERVING,
     RESTARTED_AT_ANNOTATION,
+    RETIRING_ANNOTATION,
     Command,
     ServiceRole,
     ZeroDowntimeRolloutSpec,
     parse_command,
 )
 from zdr.plan.types import Observed, ObservedRevision, ObservedService
+from zdr.retire import PodState, RevisionPods
 from zdr.revision import MANAGED_BY, selector_target
 
 Json = dict[str, Any]
@@ -43,6 +49,8 @@ class Children:
     services: Mapping[ServiceRole, Json] = field(default_factory=dict)
     pods: Mapping[str, list[Json]] = field(default_factory=dict)
     """By revision hash: pods that are not terminating (the analysis runner reaches them by IP)."""
+    retiring: Mapping[str, RevisionPods] = field(default_factory=dict)
+    """By revision hash: what endpoint-first retirement needs to know (see retire.py)."""
 
 
 def _list(call: Any, namespace: str, selector: str) -> list[Json]:
@@ -102,20 +110,32 @@ def observe(
         count = sum(int(cs.get("restartCount", 0)) for cs in statuses)
         restarts[rev] = restarts.get(rev, 0) + count
         most_restarts[rev] = max(most_restarts.get(rev, 0), count)
-        if any(((cs.get("state") or {}).get("waiting") or {}).get("reason") == "CrashLoopBackOff" for cs in statuses):
+        if any(
+            ((cs.get("state") or {}).get("waiting") or {}).get("reason") == "CrashLoopBackOff"
+            for cs in statuses
+        ):
             crash_looping[rev] = crash_looping.get(rev, 0) + 1
         since = _unready_since(p)
         if since is not None:
             unready_since[rev] = min(since, unready_since.get(rev, since))
 
     role_of_service = {s["metadata"]["name"]: role for role, s in services.items()}
+    retiring_services = {
+        s["metadata"]["name"]
+        for s in services.values()
+        if LABEL_SERVING in (s.get("spec", {}).get("selector") or {})
+    }
     endpoints: dict[str, dict[ServiceRole, int]] = {}
+    listed: set[str] = set()
     for sl in slices:
-        role = role_of_service.get(sl["metadata"].get("labels", {}).get("kubernetes.io/service-name", ""))
+        service = sl["metadata"].get("labels", {}).get("kubernetes.io/service-name", "")
+        role = role_of_service.get(service)
         if role is None:
             continue
         for ep in sl.get("endpoints") or []:
             ref = ep.get("targetRef") or {}
+            if ref.get("kind") == "Pod" and service in retiring_services:
+                listed.add(ref.get("name", ""))
             if ref.get("kind") != "Pod" or not (ep.get("conditions") or {}).get("ready"):
                 continue
             rev = pod_revision.get(ref.get("name", ""))
@@ -123,12 +143,19 @@ def observe(
                 per_role = endpoints.setdefault(rev, {})
                 per_role[role] = per_role.get(role, 0) + 1
 
+    retiring = {
+        rev: RevisionPods(
+            spec_replicas=int(d["spec"].get("replicas", 0)),
+            pods=tuple(_pod_state(p, listed) for p in live_pods.get(rev, [])),
+        )
+        for rev, d in deployments.items()
+    }
     revisions = {}
     for rev, d in deployments.items():
         st = d.get("status", {})
         revisions[rev] = ObservedRevision(
             name=rev,
-            spec_replicas=int(d["spec"].get("replicas", 0)),
+            spec_replicas=retiring[rev].planned_replicas,
             replicas=int(st.get("replicas", 0)),
             ready_replicas=int(st.get("readyReplicas", 0)),
             available_replicas=int(st.get("availableReplicas", 0)),
@@ -170,7 +197,28 @@ def observe(
         command=command,
         command_error=command_error,
     )
-    return observed, Children(deployments=deployments, services=services, pods=live_pods)
+    return observed, Children(deployments=deployments, services=services, pods=live_pods, retiring=retiring)
+
+
+def _pod_state(pod: Mapping[str, Any], listed: set[str]) -> PodState:
+    meta = pod["metadata"]
+    labels = meta.get("labels") or {}
+    since = (meta.get("annotations") or {}).get(RETIRING_ANNOTATION)
+    try:
+        retiring_since = _time(since)
+    except ValueError:
+        retiring_since = None  # not written by zdr
+    if retiring_since is None and labels.get(LABEL_SERVING) == "false":
+        # Out of the Services without zdr's record of when: counted as out since its creation.
+        retiring_since = _time(meta.get("creationTimestamp"))
+    return PodState(
+        name=meta["name"],
+        ready=_unready_since(pod) is None,
+        labelled=LABEL_SERVING in labels,
+        retiring_since=retiring_since,
+        listed=meta["name"] in listed,
+        created_at=_time(meta.get("creationTimestamp")),
+    )
 
 
 def _owned_pod(pod: Mapping[str, Any], deployment: Mapping[str, Any] | None) -> bool:

@@ -1,8 +1,9 @@
 """One reconcile of one rollout: observe the cluster, take the analysis measurements that are due,
-then let the pure planner decide."""
+let the pure planner decide, then turn its scale-downs into endpoint-first retirements."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
@@ -13,9 +14,12 @@ from zdr import analysis
 from zdr.api import SpecError, ZeroDowntimeRolloutStatus, parse_spec, parse_status
 from zdr.observe import Children, observe
 from zdr.plan import Plan, plan
+from zdr.retire import Retirement, retire
 
 
-def decide(api: client.ApiClient, rollout: Mapping[str, Any], now: datetime) -> tuple[Plan, Children]:
+def decide(
+    api: client.ApiClient, rollout: Mapping[str, Any], now: datetime
+) -> tuple[Plan, Children, Retirement]:
     raw_spec = rollout.get("spec") or {}
     try:
         spec = parse_spec(raw_spec)
@@ -26,6 +30,15 @@ def decide(api: client.ApiClient, rollout: Mapping[str, Any], now: datetime) -> 
     if spec is not None:
         meta = rollout["metadata"]
         status = analysis.measure(
-            spec, parse_status(rollout.get("status")), children, namespace=meta["namespace"], rollout=meta["name"], now=now
+            spec,
+            parse_status(rollout.get("status")),
+            children,
+            namespace=meta["namespace"],
+            rollout=meta["name"],
+            now=now,
         )
-    return plan(raw_spec, status, observed, now), children
+    decided = plan(raw_spec, status, observed, now)
+    retirement = retire(children.retiring, decided.replicas, now)
+    if decided.spec is None:
+        retirement = Retirement(replicas=dict(decided.replicas))  # a refused spec touches no pod
+    return dataclasses.replace(decided, replicas=retirement.replicas), children, retirement

@@ -36,6 +36,7 @@ from zdr.api import (
     LABEL_REVISION,
     LABEL_ROLLOUT,
     LABEL_SERVICE_ROLE,
+    LABEL_SERVING,
     ServiceRole,
     ServiceTarget,
     ZeroDowntimeRolloutSpec,
@@ -110,11 +111,25 @@ def revision_labels(rollout_name: str, revision: str) -> dict[str, str]:
 
 
 def pod_template(rollout_name: str, spec: ZeroDowntimeRolloutSpec, revision: str) -> dict[str, Any]:
-    """The effective template with the operator's labels."""
+    """The effective template with the operator's labels.
+
+    ``zdr.io/serving: "true"`` is in the template but not in the Deployment's selector: flipping
+    it to "false" takes a pod out of zdr's Services while its ReplicaSet keeps it (see retire.py).
+    """
     template = effective_template(spec)
     metadata = template.setdefault("metadata", {})
-    metadata["labels"] = {**(metadata.get("labels") or {}), **revision_labels(rollout_name, revision)}
+    metadata["labels"] = {
+        **(metadata.get("labels") or {}),
+        **revision_labels(rollout_name, revision),
+        LABEL_SERVING: "true",
+    }
     return template
+
+
+def carries_serving_label(deployment: Mapping[str, Any]) -> bool:
+    """The Deployment's pods carry ``zdr.io/serving`` (created by a zdr that retires endpoint-first)."""
+    template = (deployment.get("spec") or {}).get("template") or {}
+    return LABEL_SERVING in ((template.get("metadata") or {}).get("labels") or {})
 
 
 def readiness_problems(spec: ZeroDowntimeRolloutSpec) -> list[str]:
@@ -187,17 +202,20 @@ def build_deployment(
 
 
 def service_selector(
-    rollout_name: str, spec: ZeroDowntimeRolloutSpec, target: ServiceTarget
+    rollout_name: str, spec: ZeroDowntimeRolloutSpec, target: ServiceTarget, *, serving: bool = True
 ) -> dict[str, str]:
     """The label selector of a Service aimed at ``target``.
 
     Every pod of the rollout: the selector's matchLabels plus ``zdr.io/rollout`` (a Service
     selector has no set-based expressions; the rollout label keeps foreign pods out).
-    One revision: that plus ``zdr.io/revision``.
+    One revision: that plus ``zdr.io/revision``. With ``serving``, only pods whose
+    ``zdr.io/serving`` label is "true": False while a selected revision's pods predate the label.
     """
     selector = {**(spec.effective_selector.match_labels or {}), LABEL_ROLLOUT: rollout_name}
     if target.revision is not None:
         selector[LABEL_REVISION] = target.revision
+    if serving:
+        selector[LABEL_SERVING] = "true"
     return selector
 
 
@@ -209,7 +227,8 @@ def selector_target(
         return None
     revision = selector.get(LABEL_REVISION)
     target = ServiceTarget(revision)
-    return target if dict(selector) == service_selector(rollout_name, spec, target) else None
+    serving = LABEL_SERVING in selector
+    return target if dict(selector) == service_selector(rollout_name, spec, target, serving=serving) else None
 
 
 def build_service(

@@ -92,7 +92,16 @@ class OperatorProcess:
         }
         log = open(self.log_path, "ab")  # noqa: SIM115 - the child owns it
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "kopf", "run", "--standalone", f"--namespace={self.namespaces}", "-m", "zdr.handlers"],
+            [
+                sys.executable,
+                "-m",
+                "kopf",
+                "run",
+                "--standalone",
+                f"--namespace={self.namespaces}",
+                "-m",
+                "zdr.handlers",
+            ],
             cwd=ROOT,
             env=env,
             stdout=log,

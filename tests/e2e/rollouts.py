@@ -39,7 +39,10 @@ def rollout(
     }
 
 
-ROLLING = {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0, "scaleDownDelaySeconds": 2}}
+ROLLING = {
+    "type": "RollingUpdate",
+    "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0, "scaleDownDelaySeconds": 2},
+}
 
 
 def blue_green(auto: bool = True, delay: int = 3) -> dict[str, Any]:

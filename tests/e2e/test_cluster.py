@@ -82,7 +82,9 @@ def test_pod_failing_readiness_leaves_the_endpointslice(
     ip = kube.cluster_ip(core, namespace, "web")
     # kube-proxy drops it within its 1 s minSyncPeriod; from then on only the other pod answers.
     others = set(endpoints) - {pod}
-    kube.wait_until("kube-proxy to drop the pod", lambda: {kube.http_get(ip).pod for _ in range(10)} == others)
+    kube.wait_until(
+        "kube-proxy to drop the pod", lambda: {kube.http_get(ip).pod for _ in range(10)} == others
+    )
     assert {kube.http_get(ip).pod for _ in range(30)} == others
     kube.http_post(pod_ip, 8080, "/admin/readiness?ready=true")
     kube.wait_until(f"{pod} to return", lambda: pod in kube.ready_endpoints(api, namespace, "web"))
@@ -126,13 +128,20 @@ def test_prestop_sleep_runs_before_sigterm_and_the_app_drains(
 
 def _run_kubectl_pod(core: client.CoreV1Api, namespace: str, name: str, *args: str) -> str:
     """Runs kubectl in a pod with the namespace's default ServiceAccount; returns its final phase."""
-    container = {"name": "kubectl", "image": kube.KUBECTL_IMAGE, "imagePullPolicy": "Never", "args": list(args)}
+    container = {
+        "name": "kubectl",
+        "image": kube.KUBECTL_IMAGE,
+        "imagePullPolicy": "Never",
+        "args": list(args),
+    }
     core.create_namespaced_pod(
         namespace, {"metadata": {"name": name}, "spec": {"restartPolicy": "Never", "containers": [container]}}
     )
     phase: str = kube.wait_until(
         f"pod {name} to finish",
-        lambda: (p := core.read_namespaced_pod(name, namespace).status.phase) in ("Succeeded", "Failed") and p,
+        lambda: (
+            (p := core.read_namespaced_pod(name, namespace).status.phase) in ("Succeeded", "Failed") and p
+        ),
     )
     return phase
 

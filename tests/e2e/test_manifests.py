@@ -22,7 +22,9 @@ ROOT = Path(__file__).resolve().parents[2]
 def _kubectl(kubeconfig: Path, *args: str) -> str:
     return subprocess.run(
         [str(ROOT / ".cluster/bin/kubectl"), "--kubeconfig", str(kubeconfig), *args],
-        capture_output=True, text=True, check=True,
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout
 
 
@@ -42,12 +44,17 @@ def test_operator_runs_with_only_the_shipped_rbac(
         "kind": "Config",
         "clusters": admin["clusters"],
         "users": [{"name": "zdr-operator", "user": {"token": token}}],
-        "contexts": [{"name": "sa", "context": {"cluster": admin["clusters"][0]["name"], "user": "zdr-operator"}}],
+        "contexts": [
+            {"name": "sa", "context": {"cluster": admin["clusters"][0]["name"], "user": "zdr-operator"}}
+        ],
         "current-context": "sa",
     }
     kubeconfig = tmp_path / "zdr-operator.kubeconfig"
     kubeconfig.write_text(yaml.safe_dump(sa_config))
-    assert _kubectl(kubeconfig, "auth", "can-i", "patch", "zerodowntimerollouts.zdr.io/status", "-A").strip() == "yes"
+    assert (
+        _kubectl(kubeconfig, "auth", "can-i", "patch", "zerodowntimerollouts.zdr.io/status", "-A").strip()
+        == "yes"
+    )
 
     namespace = f"rbac-{uuid.uuid4().hex[:6]}"
     core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=namespace)))

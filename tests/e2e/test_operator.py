@@ -72,7 +72,9 @@ def test_rolling_update_from_apply_to_healthy(zdr: Rollouts, namespace: str) -> 
     assert deployments[second]["metadata"]["name"] == f"web-{second}"
     assert deployments[second]["spec"]["replicas"] == 3
     # The previous revision is kept warm (out of traffic) for scaleDownDelaySeconds, then goes to 0.
-    kube.wait_until("the warm revision to go to 0", lambda: zdr.deployments("web")[first]["spec"]["replicas"] == 0)
+    kube.wait_until(
+        "the warm revision to go to 0", lambda: zdr.deployments("web")[first]["spec"]["replicas"] == 0
+    )
     assert all(_owned_by(d, obj) for d in deployments.values())
     svc = zdr.api.sanitize_for_serialization(zdr.core.read_namespaced_service("web", namespace))
     assert _owned_by(svc, obj)
@@ -80,7 +82,9 @@ def test_rolling_update_from_apply_to_healthy(zdr: Rollouts, namespace: str) -> 
     # While the previous revision was warm the Service selected the new one alone; now every pod again.
     kube.wait_until(
         "the Service to select every pod of the rollout",
-        lambda: zdr.service_selector("web") == {"app": "web", "zdr.io/rollout": "web"},
+        lambda: (
+            zdr.service_selector("web") == {"app": "web", "zdr.io/rollout": "web", "zdr.io/serving": "true"}
+        ),
     )
     zdr.wait_only("web", {"v2"})
 

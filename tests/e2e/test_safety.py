@@ -97,7 +97,9 @@ def live_traffic(zdr: Rollouts, out: Path, service: str = "web") -> Iterator[Tra
 def failures(records: list[Record]) -> tuple[list[Record], list[Record]]:
     """(connection-level failures, 5xx answers)."""
     bad = [r for r in http_records(records) if is_failure(r)]
-    return [r for r in bad if r.get("outcome") != "http_5xx"], [r for r in bad if r.get("outcome") == "http_5xx"]
+    return [r for r in bad if r.get("outcome") != "http_5xx"], [
+        r for r in bad if r.get("outcome") == "http_5xx"
+    ]
 
 
 def assert_no_failures(traffic: Traffic, *, five_xx_until: float | None = None) -> list[Record]:
@@ -109,7 +111,9 @@ def assert_no_failures(traffic: Traffic, *, five_xx_until: float | None = None) 
     assert summary.valid, f"the prober could not keep its schedule, nothing is proven: {summary.line()}"
     sent = list(http_records(records))
     broken, five_xx = failures(records)
-    assert broken == [], f"{len(broken)} connection-level failures of {len(sent)}:\n{describe_failures(broken)}"
+    assert broken == [], (
+        f"{len(broken)} connection-level failures of {len(sent)}:\n{describe_failures(broken)}"
+    )
     late = [r for r in five_xx if five_xx_until is None or float(r["t_send"]) >= five_xx_until]
     assert late == [], f"{len(late)} 5xx answers after the abort completed:\n{describe_failures(late)}"
     assert summary.ws_abnormal == 0, f"abnormal WebSocket ends:\n{describe_failures(list(ws_ends(records)))}"
@@ -132,12 +136,17 @@ def wait_halfway(zdr: Rollouts, strategy: str, stable: str) -> dict[str, Any]:
         return wait_status(
             zdr,
             "one new pod to serve",
-            lambda st: st.get("updateRevision") not in (None, stable) and "1/3 new pods serve" in (st.get("message") or ""),
+            lambda st: (
+                st.get("updateRevision") not in (None, stable)
+                and "1/3 new pods serve" in (st.get("message") or "")
+            ),
         )
     return wait_status(zdr, "the rollout to pause half way", lambda st: st.get("phase") == "Paused")
 
 
-def wait_abort_completed(zdr: Rollouts, traffic: Traffic, timeout: float = 120) -> tuple[dict[str, Any], float]:
+def wait_abort_completed(
+    zdr: Rollouts, traffic: Traffic, timeout: float = 120
+) -> tuple[dict[str, Any], float]:
     st = wait_status(
         zdr, "the abort to complete", lambda st: bool((st.get("abort") or {}).get("completedAt")), timeout
     )
@@ -159,7 +168,9 @@ def assert_aborted(zdr: Rollouts, st: dict[str, Any], reason: str, stable: str) 
     assert condition(st, "Ready")["status"] == "False"
     assert st["stableRevision"] == stable
     aborted = st["abort"]["revision"]
-    kube.wait_until("the aborted revision to be at 0", lambda: zdr.deployments("web")[aborted]["spec"]["replicas"] == 0)
+    kube.wait_until(
+        "the aborted revision to be at 0", lambda: zdr.deployments("web")[aborted]["spec"]["replicas"] == 0
+    )
     assert not zdr.pods("web", aborted)
     assert zdr.deployments("web")[stable]["spec"]["replicas"] == 3
     warnings = [e for e in zdr.events("web") if e.reason == "RolloutAborted"]
@@ -243,14 +254,20 @@ def test_release_answering_500s_is_aborted_by_prometheus_analysis(
             "count": 5,
             "prometheus": {"address": prometheus.address, "query": query, "range": {"max": 0.05}},
         }
-        steps: list[dict[str, Any]] = [{"setWeight": 34}, {"analysis": {"checks": [check]}}, {"setWeight": 67}]
+        steps: list[dict[str, Any]] = [
+            {"setWeight": 34},
+            {"analysis": {"checks": [check]}},
+            {"setWeight": 67},
+        ]
         body = manifest(canary(steps), progressDeadlineSeconds=300)
         stable = deploy(zdr, body)
         prometheus.wait_scraping(stable, 3)
         with live_traffic(zdr, tmp_path / "traffic") as traffic:
             zdr.update_spec("web", with_version(body, "v2", FAIL_RATE="0.5")["spec"])
             st = wait_status(
-                zdr, "the analysis step", lambda st: st.get("currentStepIndex") == 1 and bool(st.get("analysis"))
+                zdr,
+                "the analysis step",
+                lambda st: st.get("currentStepIndex") == 1 and bool(st.get("analysis")),
             )
             result = st["analysis"][0]
             assert result["name"] == "error-rate" and result["step"] == 1
@@ -278,7 +295,9 @@ def test_healthy_release_passes_prometheus_analysis(
             "count": 2,
             "prometheus": {"address": prometheus.address, "query": query, "range": {"min": 0.5}},
         }
-        body = manifest(canary([{"setWeight": 34}, {"analysis": {"checks": [check]}}]), progressDeadlineSeconds=300)
+        body = manifest(
+            canary([{"setWeight": 34}, {"analysis": {"checks": [check]}}]), progressDeadlineSeconds=300
+        )
         deploy(zdr, body)
         with live_traffic(zdr, tmp_path / "traffic") as traffic:
             zdr.update_spec("web", with_version(body, "v2")["spec"])
@@ -318,7 +337,9 @@ def test_abort_half_way_returns_all_traffic_without_a_failed_request(
 
 
 @pytest.mark.parametrize("strategy", sorted(HALFWAY))
-def test_undo_half_way_rolls_back_without_a_failed_request(zdr: Rollouts, tmp_path: Path, strategy: str) -> None:
+def test_undo_half_way_rolls_back_without_a_failed_request(
+    zdr: Rollouts, tmp_path: Path, strategy: str
+) -> None:
     body = manifest(HALFWAY[strategy], progressDeadlineSeconds=300)
     stable = deploy(zdr, body)
     with live_traffic(zdr, tmp_path) as traffic:
@@ -376,7 +397,9 @@ def test_undo_within_the_warm_window_moves_traffic_back_without_new_pods(
         zdr.command("web", "undo")
         zdr.wait_only("web", {"v1"}, timeout=15)
         took = time.monotonic() - asked
-        st = wait_status(zdr, "the undo to complete", lambda st: bool((st.get("rollback") or {}).get("completedAt")))
+        st = wait_status(
+            zdr, "the undo to complete", lambda st: bool((st.get("rollback") or {}).get("completedAt"))
+        )
         time.sleep(2)
         assert_no_failures(traffic)
     assert took < 8, f"traffic took {took:.1f}s to move back"
@@ -403,9 +426,13 @@ def test_restart_replaces_every_pod_without_a_failed_request(zdr: Rollouts, tmp_
     before = {p.metadata.name for p in zdr.pods("web", stable)}
     with live_traffic(zdr, tmp_path) as traffic:
         zdr.command("web", "restart")
-        st = wait_status(zdr, "the restart to complete", lambda st: bool((st.get("restart") or {}).get("completedAt")))
+        st = wait_status(
+            zdr, "the restart to complete", lambda st: bool((st.get("restart") or {}).get("completedAt"))
+        )
         assert st["phase"] == "Healthy" and st["stableRevision"] == stable
-        kube.wait_until("the old pods to go", lambda: not before & {p.metadata.name for p in zdr.pods("web", stable)})
+        kube.wait_until(
+            "the old pods to go", lambda: not before & {p.metadata.name for p in zdr.pods("web", stable)}
+        )
         time.sleep(2)
         assert_no_failures(traffic)
     after = zdr.pods("web", stable)
@@ -425,7 +452,9 @@ def test_retry_rolls_an_aborted_release_out_again(zdr: Rollouts, tmp_path: Path)
         time.sleep(2)
         assert zdr.status("web")["phase"] == "Aborted"  # stays aborted for this template
         zdr.command("web", "retry")
-        st = wait_status(zdr, "the retried rollout to pause at its step", lambda st: st.get("phase") == "Paused")
+        st = wait_status(
+            zdr, "the retried rollout to pause at its step", lambda st: st.get("phase") == "Paused"
+        )
         assert st.get("abort") is None and st["currentStepIndex"] == 1
         zdr.command("web", "promote")
         st = zdr.wait_phase("web", "Healthy", timeout=120)
@@ -441,7 +470,9 @@ def test_a_new_template_after_undo_rolls_out_as_usual(zdr: Rollouts, tmp_path: P
         zdr.update_spec("web", with_version(body, "v2", STARTUP_DELAY="3s")["spec"])
         wait_halfway(zdr, "rolling", stable)
         zdr.command("web", "undo")
-        wait_status(zdr, "the undo to complete", lambda st: bool((st.get("rollback") or {}).get("completedAt")))
+        wait_status(
+            zdr, "the undo to complete", lambda st: bool((st.get("rollback") or {}).get("completedAt"))
+        )
         # The user's next change (the GitOps way: a new template) is honoured, not fought.
         zdr.update_spec("web", with_version(body, "v3")["spec"])
         st = zdr.wait_phase("web", "Healthy", timeout=120)

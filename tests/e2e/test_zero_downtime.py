@@ -166,17 +166,25 @@ def assert_valid(outcome: Outcome) -> None:
 
 def unexplained(outcome: Outcome) -> list[Record]:
     """Failures that are not the abrupt app's own reset of a drained pod's connections."""
-    explained = {id(r) for r in app_reset_failures(outcome.records, outcome.flows, outcome.terms, outcome.pre_stop)}
+    explained = {
+        id(r) for r in app_reset_failures(outcome.records, outcome.flows, outcome.terms, outcome.pre_stop)
+    }
     return [r for r in failed(outcome.records) if id(r) not in explained]
 
 
 def assert_zero_downtime(outcome: Outcome, log: Path, log_offset: int) -> None:
     context = outcome.context(log, log_offset)
     assert_valid(outcome)
+    early = outcome.terms.deleted_while_listed()
+    assert early == [], f"pods deleted before they left the Service's endpoints: {early}{context}"
     bad = unexplained(outcome)
-    assert bad == [], f"{len(bad)} failures not caused by the app's own reset at SIGTERM:\n{describe_failures(bad)}{context}"
+    assert bad == [], (
+        f"{len(bad)} failures not caused by the app's own reset at SIGTERM:\n{describe_failures(bad)}{context}"
+    )
     cut = len(failed(outcome.records))
-    print(f"  the app's own resets at SIGTERM, after zdr drained the pod: {cut} (in flight, WebSockets, port reuse)")
+    print(
+        f"  the app's own resets at SIGTERM, after zdr drained the pod: {cut} (in flight, WebSockets, port reuse)"
+    )
     answered = [r for r in outcome.records if r.get("kind") == "http" and r.get("outcome") == "ok"]
     for mode in ("new", "keepalive"):
         after = versions_after([r for r in answered if r["mode"] == mode], outcome.t_done)
@@ -273,11 +281,15 @@ def test_negative_control_plain_deployment_drops_requests(kube: Kube, namespace:
     outcome = roll_under_traffic(kube, target, tmp_path)
     assert_valid(outcome)
     s, context = outcome.summary, outcome.context(None, 0)
-    assert s.modes["new"].failed > 0, f"no failure on new connections: the prober would not catch one{context}"
+    assert s.modes["new"].failed > 0, (
+        f"no failure on new connections: the prober would not catch one{context}"
+    )
     assert s.modes["keepalive"].failed > 0, f"no failure on kept-alive connections{context}"
     assert s.ws_abnormal > 0, f"no abnormal WebSocket end{context}"
+    early = outcome.terms.deleted_while_listed()
+    assert early, f"no pod seen deleted while still an endpoint: the order check would not catch one{context}"
     print(
-        f"  negative control: new {s.modes['new'].failed} {s.modes['new'].errors}, kept-alive "
+        f"  negative control: {len(early)} pods deleted while still endpoints; new {s.modes['new'].failed} {s.modes['new'].errors}, kept-alive "
         f"{s.modes['keepalive'].failed} {s.modes['keepalive'].errors}, {s.ws_abnormal} abnormal WebSocket ends"
     )
 

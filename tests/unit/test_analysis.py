@@ -138,17 +138,24 @@ def test_service_target_waits_for_the_service_to_select_the_revision() -> None:
             "ports": [{"name": "http", "port": 80}],
         },
     }
-    waiting = analysis.measure_http(HttpCheck(target="Service"), target(services={ServiceRole.CANARY: service}), fake)
+    waiting = analysis.measure_http(
+        HttpCheck(target="Service"), target(services={ServiceRole.CANARY: service}), fake
+    )
     assert waiting.kind == "nodata"
     service["spec"]["selector"] = {"zdr.io/revision": "abc"}
-    ready = analysis.measure_http(HttpCheck(target="Service"), target(services={ServiceRole.CANARY: service}), fake)
+    ready = analysis.measure_http(
+        HttpCheck(target="Service"), target(services={ServiceRole.CANARY: service}), fake
+    )
     assert ready.kind == "success"
 
 
 def test_prometheus_answers() -> None:
     vector = {
         "status": "success",
-        "data": {"resultType": "vector", "result": [{"metric": {}, "value": [1, "0.25"]}, {"value": [1, "0.01"]}]},
+        "data": {
+            "resultType": "vector",
+            "result": [{"metric": {}, "value": [1, "0.25"]}, {"value": [1, "0.01"]}],
+        },
     }
     assert analysis.prometheus_values(vector) == [0.25, 0.01]
     scalar = {"status": "success", "data": {"resultType": "scalar", "result": [1, "3"]}}
@@ -168,13 +175,17 @@ def test_prometheus_query_is_rendered_and_sent(server: tuple[str, Answers]) -> N
     base, answers = server
     answers.by_path["/api/v1/query"] = (
         200,
-        json.dumps({"status": "success", "data": {"resultType": "vector", "result": [{"value": [1, "0.5"]}]}}).encode(),
+        json.dumps(
+            {"status": "success", "data": {"resultType": "vector", "result": [{"value": [1, "0.5"]}]}}
+        ).encode(),
     )
     check = PrometheusCheck(address=base, query='up{revision="{{revision}}"}', range=ValueRange(min=1))
     outcome = analysis.measure_prometheus(check, target(), analysis.fetch)
     assert outcome.kind == "failure" and outcome.value == "0.5"
     assert answers.seen == ["/api/v1/query?query=up%7Brevision%3D%22abc%22%7D"]
-    down = PrometheusCheck(address="http://127.0.0.1:9", query="up", range=ValueRange(min=1), timeout_seconds=1)
+    down = PrometheusCheck(
+        address="http://127.0.0.1:9", query="up", range=ValueRange(min=1), timeout_seconds=1
+    )
     assert analysis.measure_prometheus(down, target(), analysis.fetch).kind == "failure"
 
 
@@ -205,7 +216,9 @@ def test_measure_takes_only_due_measurements_and_records_them() -> None:
     assert (measured.measurements, measured.successes, measured.failures) == (1, 1, 0)
     assert measured.last_measured_at == NOW and measured.last_success_at == NOW
     assert after.analysis[1] == other  # another revision's result is not measured
-    again = analysis.measure(spec, after, Children(), namespace="shop", rollout="web", now=NOW + timedelta(seconds=5), get=fake)
+    again = analysis.measure(
+        spec, after, Children(), namespace="shop", rollout="web", now=NOW + timedelta(seconds=5), get=fake
+    )
     assert again == after and len(calls) == 1  # not due yet
 
 

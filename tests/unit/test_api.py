@@ -381,41 +381,122 @@ HTTP_CHECK = {"name": "ok", "http": {"path": "/"}}
     ("changes", "message"),
     [
         (
-            {"analysis": {"checks": [{"name": "a", "http": {}, "prometheus": {"address": "http://p", "query": "q", "range": {"max": 1}}}]}},
+            {
+                "analysis": {
+                    "checks": [
+                        {
+                            "name": "a",
+                            "http": {},
+                            "prometheus": {"address": "http://p", "query": "q", "range": {"max": 1}},
+                        }
+                    ]
+                }
+            },
             "spec.analysis.checks[0]: set exactly one of http or prometheus (got http and prometheus)",
         ),
-        ({"analysis": {"checks": [{"name": "a"}]}}, "spec.analysis.checks[0]: set exactly one of http or prometheus (got neither)"),
-        ({"analysis": {"checks": [HTTP_CHECK, HTTP_CHECK]}}, "spec.analysis.checks[1].name: duplicate check name 'ok'"),
-        ({"analysis": {"checks": [{**HTTP_CHECK, "name": "Bad_Name"}]}}, "spec.analysis.checks[0].name: must be a DNS label"),
-        ({"analysis": {"checks": [{**HTTP_CHECK, "interval": "500ms"}]}}, "spec.analysis.checks[0].interval: must be at least 1s"),
-        ({"analysis": {"checks": [{"name": "a", "http": {"target": "Service"}}]}}, "spec.analysis.checks[0].http.target: RollingUpdate has no Service"),
-        ({"analysis": {"checks": [{"name": "a", "http": {"url": "ftp://x"}}]}}, "spec.analysis.checks[0].http.url: must be an absolute http:// or https:// URL"),
-        ({"analysis": {"checks": [{"name": "a", "http": {"url": "http://x/", "target": "Pods"}}]}}, "spec.analysis.checks[0].http: set url or target, not both"),
-        ({"analysis": {"checks": [{"name": "a", "http": {"jsonPath": "a.b"}}]}}, "spec.analysis.checks[0].http: jsonPath and range go together"),
-        ({"analysis": {"checks": [{"name": "a", "http": {"path": "x"}}]}}, "spec.analysis.checks[0].http.path: must start with '/'"),
-        ({"analysis": {"checks": [{"name": "a", "http": {"statusCodes": [700]}}]}}, "spec.analysis.checks[0].http.statusCodes: 700 is not"),
         (
-            {"analysis": {"checks": [{"name": "a", "prometheus": {"address": "prom:9090", "query": "q", "range": {"max": 1}}}]}},
+            {"analysis": {"checks": [{"name": "a"}]}},
+            "spec.analysis.checks[0]: set exactly one of http or prometheus (got neither)",
+        ),
+        (
+            {"analysis": {"checks": [HTTP_CHECK, HTTP_CHECK]}},
+            "spec.analysis.checks[1].name: duplicate check name 'ok'",
+        ),
+        (
+            {"analysis": {"checks": [{**HTTP_CHECK, "name": "Bad_Name"}]}},
+            "spec.analysis.checks[0].name: must be a DNS label",
+        ),
+        (
+            {"analysis": {"checks": [{**HTTP_CHECK, "interval": "500ms"}]}},
+            "spec.analysis.checks[0].interval: must be at least 1s",
+        ),
+        (
+            {"analysis": {"checks": [{"name": "a", "http": {"target": "Service"}}]}},
+            "spec.analysis.checks[0].http.target: RollingUpdate has no Service",
+        ),
+        (
+            {"analysis": {"checks": [{"name": "a", "http": {"url": "ftp://x"}}]}},
+            "spec.analysis.checks[0].http.url: must be an absolute http:// or https:// URL",
+        ),
+        (
+            {"analysis": {"checks": [{"name": "a", "http": {"url": "http://x/", "target": "Pods"}}]}},
+            "spec.analysis.checks[0].http: set url or target, not both",
+        ),
+        (
+            {"analysis": {"checks": [{"name": "a", "http": {"jsonPath": "a.b"}}]}},
+            "spec.analysis.checks[0].http: jsonPath and range go together",
+        ),
+        (
+            {"analysis": {"checks": [{"name": "a", "http": {"path": "x"}}]}},
+            "spec.analysis.checks[0].http.path: must start with '/'",
+        ),
+        (
+            {"analysis": {"checks": [{"name": "a", "http": {"statusCodes": [700]}}]}},
+            "spec.analysis.checks[0].http.statusCodes: 700 is not",
+        ),
+        (
+            {
+                "analysis": {
+                    "checks": [
+                        {
+                            "name": "a",
+                            "prometheus": {"address": "prom:9090", "query": "q", "range": {"max": 1}},
+                        }
+                    ]
+                }
+            },
             "spec.analysis.checks[0].prometheus.address: must be an http:// or https:// URL",
         ),
         (
-            {"analysis": {"checks": [{"name": "a", "prometheus": {"address": "http://p", "query": "q", "range": {}}}]}},
+            {
+                "analysis": {
+                    "checks": [
+                        {"name": "a", "prometheus": {"address": "http://p", "query": "q", "range": {}}}
+                    ]
+                }
+            },
             "spec.analysis.checks[0].prometheus.range: set min, max or both",
         ),
         (
-            {"analysis": {"checks": [{"name": "a", "prometheus": {"address": "http://p", "query": "q", "range": {"min": 2, "max": 1}}}]}},
+            {
+                "analysis": {
+                    "checks": [
+                        {
+                            "name": "a",
+                            "prometheus": {
+                                "address": "http://p",
+                                "query": "q",
+                                "range": {"min": 2, "max": 1},
+                            },
+                        }
+                    ]
+                }
+            },
             "spec.analysis.checks[0].prometheus.range: min 2 is above max 1",
         ),
         ({"analysis": {"maxRestarts": -1}}, "spec.analysis.maxRestarts: must be at least 0 (got -1)"),
         (
-            {"strategy": {"type": "Canary", "canary": {"steps": [{"analysis": {"checks": [{"name": "x"}]}, "pause": {}}]}}},
+            {
+                "strategy": {
+                    "type": "Canary",
+                    "canary": {"steps": [{"analysis": {"checks": [{"name": "x"}]}, "pause": {}}]},
+                }
+            },
             "spec.strategy.canary.steps[0]: set exactly one of setWeight, pause or analysis (got pause and analysis)",
         ),
         (
-            {"strategy": {"type": "Canary", "canary": {"steps": [{"analysis": {"checks": [{"name": "x"}]}}]}}},
+            {
+                "strategy": {
+                    "type": "Canary",
+                    "canary": {"steps": [{"analysis": {"checks": [{"name": "x"}]}}]},
+                }
+            },
             "spec.strategy.canary.steps[0].analysis.checks[0]: set exactly one of http or prometheus",
         ),
-        ({"strategy": {"type": "Canary", "canary": {"steps": [{"analysis": {"checks": []}}]}}}, "spec.strategy.canary.steps[0].analysis.checks: must not be empty"),
+        (
+            {"strategy": {"type": "Canary", "canary": {"steps": [{"analysis": {"checks": []}}]}}},
+            "spec.strategy.canary.steps[0].analysis.checks: must not be empty",
+        ),
     ],
 )
 def test_analysis_validation_messages(changes: dict[str, Any], message: str) -> None:
@@ -426,7 +507,12 @@ def test_analysis_validation_messages(changes: dict[str, Any], message: str) -> 
 def test_analysis_defaults_and_a_full_example() -> None:
     spec = api.parse_spec(spec_with())
     gates = spec.analysis
-    assert (gates.max_restarts, gates.abort_on_crash_loop, gates.max_unready_seconds, gates.checks) == (3, True, None, None)
+    assert (gates.max_restarts, gates.abort_on_crash_loop, gates.max_unready_seconds, gates.checks) == (
+        3,
+        True,
+        None,
+        None,
+    )
     full = api.parse_spec(
         spec_with(
             analysis={
@@ -442,15 +528,25 @@ def test_analysis_defaults_and_a_full_example() -> None:
                             "range": {"max": 0.01},
                         },
                     },
-                    {"name": "stats", "http": {"target": "Pods", "port": "http", "jsonPath": "errors", "range": {"max": 0}}},
+                    {
+                        "name": "stats",
+                        "http": {"target": "Pods", "port": "http", "jsonPath": "errors", "range": {"max": 0}},
+                    },
                 ],
             },
-            strategy={"type": "Canary", "canary": {"steps": [{"setWeight": 10}, {"analysis": {"checks": [HTTP_CHECK]}}]}},
+            strategy={
+                "type": "Canary",
+                "canary": {"steps": [{"setWeight": 10}, {"analysis": {"checks": [HTTP_CHECK]}}]},
+            },
         )
     )
     checks = full.analysis.checks or []
     assert checks[0].interval == "15s" and checks[0].count == 1 and checks[0].initial_delay is None
-    assert checks[1].http is not None and checks[1].http.timeout_seconds == 2 and checks[1].http.status_codes is None
+    assert (
+        checks[1].http is not None
+        and checks[1].http.timeout_seconds == 2
+        and checks[1].http.status_codes is None
+    )
     assert str(checks[0].prometheus.range) == "<= 0.01"  # type: ignore[union-attr]
     assert api.parse_spec(full.to_k8s()) == full
     rolling = spec_with(strategy={"type": "RollingUpdate", "rollingUpdate": {"scaleDownDelaySeconds": 0}})

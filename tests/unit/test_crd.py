@@ -240,7 +240,11 @@ SAMPLES: list[dict[str, Any]] = [
                             "checks": [
                                 {
                                     "name": "errors",
-                                    "prometheus": {"address": "http://p:9090", "query": "q", "range": {"max": 1}},
+                                    "prometheus": {
+                                        "address": "http://p:9090",
+                                        "query": "q",
+                                        "range": {"max": 1},
+                                    },
                                 }
                             ]
                         }

@@ -23,7 +23,10 @@ def health(obj: dict[str, Any]) -> tuple[str, str]:
 
 def _to_lua(runtime: Any, value: Any) -> Any:
     if isinstance(value, dict):
-        return {k: (runtime.table_from(_to_lua(runtime, v)) if isinstance(v, dict | list) else v) for k, v in value.items()}
+        return {
+            k: (runtime.table_from(_to_lua(runtime, v)) if isinstance(v, dict | list) else v)
+            for k, v in value.items()
+        }
     return value
 
 

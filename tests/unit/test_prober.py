@@ -105,7 +105,9 @@ async def answer_all(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
             return
 
 
-async def reset_every_other_connection(r: asyncio.StreamReader, w: asyncio.StreamWriter, c: Counts, n: int) -> None:
+async def reset_every_other_connection(
+    r: asyncio.StreamReader, w: asyncio.StreamWriter, c: Counts, n: int
+) -> None:
     if n % 2 == 0:
         if await read_request(r) is not None:
             c.requests += 1
@@ -223,7 +225,10 @@ def test_refused_connections_are_refused() -> None:
 @pytest.mark.parametrize(
     ("raw", "kind"),
     [
-        (b"HTTP/1.1 302 Found\r\nLocation: http://127.0.0.1:1/\r\nX-Version: v1\r\nContent-Length: 0\r\n\r\n", "http_3xx"),
+        (
+            b"HTTP/1.1 302 Found\r\nLocation: http://127.0.0.1:1/\r\nX-Version: v1\r\nContent-Length: 0\r\n\r\n",
+            "http_3xx",
+        ),
         (b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", "no_version"),
         (b"HTTP/1.1 200 OK\r\nX-Version: v1\r\nContent-Length: 10\r\n\r\nok", "truncated"),
         (b"HTTP/1.1 200 OK\r\nX-Version: v1\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nab", "truncated"),
@@ -316,16 +321,26 @@ def test_bounded_by_count_and_by_time_and_by_stop() -> None:
 # ---------------------------------------------------------------------------------------------
 # WebSocket
 # ---------------------------------------------------------------------------------------------
-def ws_server(after_messages: Callable[[asyncio.StreamWriter, Counts], Awaitable[None]], messages: int = 2) -> Behaviour:
+def ws_server(
+    after_messages: Callable[[asyncio.StreamWriter, Counts], Awaitable[None]], messages: int = 2
+) -> Behaviour:
     """A WebSocket server on raw streams: handshake, ``messages`` text frames, then ``after_messages``."""
 
     async def behaviour(r: asyncio.StreamReader, w: asyncio.StreamWriter, c: Counts, n: int) -> None:
         head = await read_request(r)
         if head is None:
             return
-        key = next(line.split(b":", 1)[1].strip() for line in head.split(b"\r\n") if line.lower().startswith(b"sec-websocket-key"))
+        key = next(
+            line.split(b":", 1)[1].strip()
+            for line in head.split(b"\r\n")
+            if line.lower().startswith(b"sec-websocket-key")
+        )
         accept = base64.b64encode(hashlib.sha1(key + b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11").digest())
-        w.write(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: " + accept + b"\r\n\r\n")
+        w.write(
+            b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: "
+            + accept
+            + b"\r\n\r\n"
+        )
         for seq in range(messages):
             body = json.dumps({"version": "v3", "pod": "pod-w", "seq": seq}).encode()
             w.write(bytes([0x81, len(body)]) + body)
@@ -374,12 +389,19 @@ def close_with(code: int) -> Callable[[asyncio.StreamWriter, Counts], Awaitable[
     return after
 
 
-def run_ws_against(behaviour: Behaviour, clients: int = 2, duration: float = 0.6, stall: float = 4.0) -> tuple[list[Record], Counts]:
+def run_ws_against(
+    behaviour: Behaviour, clients: int = 2, duration: float = 0.6, stall: float = 4.0
+) -> tuple[list[Record], Counts]:
     records: list[Record] = []
 
     async def main() -> Counts:
         async with raw_server(behaviour) as (port, counts):
-            await run_ws(WsConfig(host="127.0.0.1", port=port, clients=clients, duration=duration, stall_seconds=stall), records.append)
+            await run_ws(
+                WsConfig(
+                    host="127.0.0.1", port=port, clients=clients, duration=duration, stall_seconds=stall
+                ),
+                records.append,
+            )
             return counts
 
     return records, asyncio.run(main())
@@ -408,7 +430,9 @@ def test_ws_going_away_is_clean_and_clients_reconnect() -> None:
 
 def test_ws_other_close_codes_and_silence_are_abnormal() -> None:
     records, _ = run_ws_against(ws_server(close_with(1011)), clients=1, duration=0.4)
-    assert {(e["end_kind"], e["code"], e["abnormal"]) for e in ends(records) if e["end_kind"] != "stopped"} == {("closed", 1011, True)}
+    assert {
+        (e["end_kind"], e["code"], e["abnormal"]) for e in ends(records) if e["end_kind"] != "stopped"
+    } == {("closed", 1011, True)}
 
     async def silent(w: asyncio.StreamWriter, c: Counts) -> None:
         await asyncio.sleep(2)
@@ -418,14 +442,20 @@ def test_ws_other_close_codes_and_silence_are_abnormal() -> None:
 
 
 def test_ws_refused_handshake_and_connect_are_abnormal() -> None:
-    records, _ = run_ws_against(fixed_answer(b"HTTP/1.1 503 Busy\r\nContent-Length: 0\r\n\r\n"), clients=1, duration=0.3)
+    records, _ = run_ws_against(
+        fixed_answer(b"HTTP/1.1 503 Busy\r\nContent-Length: 0\r\n\r\n"), clients=1, duration=0.3
+    )
     assert {(e["end_kind"], e["detail"]) for e in ends(records)} == {("handshake", "HTTP 503")}
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     recs: list[Record] = []
-    asyncio.run(run_ws(WsConfig(host="127.0.0.1", port=port, clients=1, duration=0.5, max_connects=2), recs.append))
-    assert [(e["end_kind"], e["detail"], e["abnormal"]) for e in ends(recs)] == [("connect", "refused", True)] * 2
+    asyncio.run(
+        run_ws(WsConfig(host="127.0.0.1", port=port, clients=1, duration=0.5, max_connects=2), recs.append)
+    )
+    assert [(e["end_kind"], e["detail"], e["abnormal"]) for e in ends(recs)] == [
+        ("connect", "refused", True)
+    ] * 2
 
 
 def test_ws_client_stop_is_clean_and_every_client_is_accounted_for() -> None:
@@ -454,15 +484,32 @@ def test_a_dead_client_task_is_an_abnormal_end(monkeypatch: pytest.MonkeyPatch) 
 # The validity rule and summaries
 # ---------------------------------------------------------------------------------------------
 def rec(t: float, outcome: str = "ok", mode: str = "new", lag: float = 1.0, version: str = "v1") -> Record:
-    return {"kind": "http", "mode": mode, "t_send": t, "lag_ms": lag, "outcome": outcome,
-            "error": None if outcome == "ok" else outcome, "version": version if outcome == "ok" else None,
-            "latency_ms": 1.0}
+    return {
+        "kind": "http",
+        "mode": mode,
+        "t_send": t,
+        "lag_ms": lag,
+        "outcome": outcome,
+        "error": None if outcome == "ok" else outcome,
+        "version": version if outcome == "ok" else None,
+        "latency_ms": 1.0,
+    }
 
 
 def run_of(records: list[Record], rate: float = 100, mode: str = "new") -> list[Record]:
     sent = len([r for r in records if r.get("kind") == "http" and r["mode"] == mode])
-    return [{"kind": "meta", "event": "start", "prober": f"http-{mode}", "http_mode": mode, "rate": rate, "t_start": 0.0},
-            *records, {"kind": "meta", "event": "done", "prober": f"http-{mode}", "sent": sent}]
+    return [
+        {
+            "kind": "meta",
+            "event": "start",
+            "prober": f"http-{mode}",
+            "http_mode": mode,
+            "rate": rate,
+            "t_start": 0.0,
+        },
+        *records,
+        {"kind": "meta", "event": "done", "prober": f"http-{mode}", "sent": sent},
+    ]
 
 
 def test_a_run_that_kept_its_schedule_is_valid() -> None:
@@ -471,7 +518,9 @@ def test_a_run_that_kept_its_schedule_is_valid() -> None:
 
 def test_a_stall_caught_up_in_a_burst_is_invalid() -> None:
     # 2 s stall: scheduled times look perfect, but the sends left late, in a burst.
-    records = [rec(i / 100, lag=(max(0.0, 3.0 - i / 100) * 1000 if 100 <= i < 300 else 1.0)) for i in range(500)]
+    records = [
+        rec(i / 100, lag=(max(0.0, 3.0 - i / 100) * 1000 if 100 <= i < 300 else 1.0)) for i in range(500)
+    ]
     v = validity(run_of(records))
     assert not v.valid
     assert any("window" in r for r in v.schedule) and any("lag p99" in r for r in v.schedule)
@@ -491,7 +540,10 @@ def test_missing_records_outcomes_and_done_records_are_prober_errors() -> None:
     assert any("no done record" in r for r in validity(records[:-1]).prober_errors)
     assert any("but 199 records" in r for r in validity(records[:3] + records[4:]).prober_errors)
     assert not validity([rec(0.0)]).valid  # no start record: nothing can be judged
-    ws = [{"kind": "meta", "event": "start", "prober": "ws", "ws_clients": 3}, {"kind": "ws", "event": "client", "client": 0, "state": "stopped"}]
+    ws = [
+        {"kind": "meta", "event": "start", "prober": "ws", "ws_clients": 3},
+        {"kind": "ws", "event": "client", "client": 0, "state": "stopped"},
+    ]
     assert any("1 of 3 clients" in r for r in validity(ws).prober_errors)
 
 
@@ -508,8 +560,26 @@ def test_summary_counts_percentiles_versions_and_windows() -> None:
     records = [rec(i * 0.01, version="v1" if i < 50 else "v2") for i in range(100)]
     records += [rec(1.0, "refused"), rec(1.01, "keepalive_reset", mode="keepalive")]
     records += [
-        {"kind": "ws", "event": "end", "t_open": 0.0, "t": 0.5, "end_kind": "closed", "code": 1001, "abnormal": False, "version": "v1"},
-        {"kind": "ws", "event": "end", "t_open": 0.5, "t": 0.9, "end_kind": "lost", "code": 1006, "abnormal": True, "version": "v2"},
+        {
+            "kind": "ws",
+            "event": "end",
+            "t_open": 0.0,
+            "t": 0.5,
+            "end_kind": "closed",
+            "code": 1001,
+            "abnormal": False,
+            "version": "v1",
+        },
+        {
+            "kind": "ws",
+            "event": "end",
+            "t_open": 0.5,
+            "t": 0.9,
+            "end_kind": "lost",
+            "code": 1006,
+            "abnormal": True,
+            "version": "v2",
+        },
     ]
     s = summarize(records)
     assert (s.sent, s.failed) == (102, 2)
@@ -541,7 +611,19 @@ def test_cluster_ranges_and_loopback_are_allowed(host: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "host", ["8.8.8.8", "10.97.0.1", "10.87.255.255", "192.168.1.10", "172.17.0.1", "127.0.0.2", "::1", "localhost", "example.com", ""]
+    "host",
+    [
+        "8.8.8.8",
+        "10.97.0.1",
+        "10.87.255.255",
+        "192.168.1.10",
+        "172.17.0.1",
+        "127.0.0.2",
+        "::1",
+        "localhost",
+        "example.com",
+        "",
+    ],
 )
 def test_every_other_target_is_refused(host: str) -> None:
     with pytest.raises(UnsafeTarget):
@@ -565,7 +647,13 @@ def test_probers_refuse_before_sending_anything(tmp_path: Path, capsys: pytest.C
 
 @pytest.mark.parametrize(
     "bad",
-    [{"duration": 0}, {"duration": prober.MAX_DURATION + 1}, {"rate": 0}, {"rate": prober.MAX_RATE * 2}, {"max_requests": 0}],
+    [
+        {"duration": 0},
+        {"duration": prober.MAX_DURATION + 1},
+        {"rate": 0},
+        {"rate": prober.MAX_RATE * 2},
+        {"max_requests": 0},
+    ],
 )
 def test_unbounded_or_empty_runs_are_refused(bad: dict[str, Any]) -> None:
     with pytest.raises(ValueError):
@@ -576,9 +664,21 @@ def test_command_line_prints_one_json_summary(tmp_path: Path) -> None:
     async def serve_and_probe() -> tuple[str, Counts]:
         async with raw_server(reset_every_other_connection) as (port, counts):
             proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "bench.prober", f"http://127.0.0.1:{port}/", "--rate", "50", "--seconds", "3",
-                "--modes", "new,keepalive", "--json", "--out", str(tmp_path / "r.jsonl"),
-                cwd=ROOT, stdout=subprocess.PIPE,
+                sys.executable,
+                "-m",
+                "bench.prober",
+                f"http://127.0.0.1:{port}/",
+                "--rate",
+                "50",
+                "--seconds",
+                "3",
+                "--modes",
+                "new,keepalive",
+                "--json",
+                "--out",
+                str(tmp_path / "r.jsonl"),
+                cwd=ROOT,
+                stdout=subprocess.PIPE,
             )
             stdout, _ = await proc.communicate()
             assert proc.returncode == 0

@@ -11,6 +11,7 @@ from zdr.revision import (
     HASH_LENGTH,
     build_deployment,
     build_service,
+    carries_serving_label,
     effective_template,
     readiness_problems,
     revision_hash,
@@ -145,7 +146,9 @@ def test_build_deployment() -> None:
     assert body["selector"] == {
         "matchLabels": {"app": "web", "zdr.io/rollout": "web", "zdr.io/revision": digest}
     }
-    assert body["template"]["metadata"]["labels"] == {"app": "web", **labels}
+    assert body["template"]["metadata"]["labels"] == {"app": "web", **labels, "zdr.io/serving": "true"}
+    assert carries_serving_label(deployment)
+    assert "zdr.io/serving" not in body["selector"]["matchLabels"]  # flipping it keeps the pod its own
     assert body["template"]["spec"]["containers"][0]["lifecycle"]["preStop"] == {"sleep": {"seconds": 5}}
     assert body["strategy"] == {
         "type": "RollingUpdate",
@@ -168,11 +171,16 @@ def test_build_deployment_keeps_selector_expressions() -> None:
 def test_service_selectors_round_trip() -> None:
     spec = spec_of()
     wide = service_selector("web", spec, ALL_REVISIONS)
-    assert wide == {"app": "web", "zdr.io/rollout": "web"}
+    assert wide == {"app": "web", "zdr.io/rollout": "web", "zdr.io/serving": "true"}
     pinned = service_selector("web", spec, ServiceTarget("abc"))
     assert pinned == {**wide, "zdr.io/revision": "abc"}
     assert selector_target(wide, "web", spec) == ALL_REVISIONS
     assert selector_target(pinned, "web", spec) == ServiceTarget("abc")
+    # Services of pods created before the serving label are still recognized.
+    older = service_selector("web", spec, ServiceTarget("abc"), serving=False)
+    assert older == {"app": "web", "zdr.io/rollout": "web", "zdr.io/revision": "abc"}
+    assert selector_target(older, "web", spec) == ServiceTarget("abc")
+    assert selector_target({**wide, "zdr.io/serving": "false"}, "web", spec) is None
     assert selector_target({"app": "web"}, "web", spec) is None
     assert selector_target(None, "web", spec) is None
 

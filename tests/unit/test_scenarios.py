@@ -113,19 +113,32 @@ def terminations(pods: dict[str, tuple[str, float, float]]) -> Any:
 
 
 def conn(t: float, outcome: str, sport: int, mode: str = "new", reused: bool = False) -> Record:
-    return {"kind": "http", "mode": mode, "t_send": t, "outcome": outcome, "error": outcome, "sport": sport,
-            "reused": reused, "pod": None}
+    return {
+        "kind": "http",
+        "mode": mode,
+        "t_send": t,
+        "outcome": outcome,
+        "error": outcome,
+        "sport": sport,
+        "reused": reused,
+        "pod": None,
+    }
 
 
 def test_a_new_connection_through_a_reset_flows_translation_is_the_apps_doing() -> None:
     from bench.scenarios import app_reset_failures
 
     terms = terminations({"old-a": ("10.88.0.5", 10.0, 10.02), "new-b": ("10.88.0.6", 99.0, 99.0)})
-    flows = flow_log({
-        40000: [(1.0, "10.88.0.5")],  # a WebSocket to old-a, reset at its SIGTERM (t=13)
-        40002: [(1.0, "10.88.0.5"), (14.0, "10.88.0.6")],  # a fresh translation at the failure: not excused
-        40004: [(1.0, "10.88.0.6")],  # last flow went to a pod that was never cut: not excused
-    })
+    flows = flow_log(
+        {
+            40000: [(1.0, "10.88.0.5")],  # a WebSocket to old-a, reset at its SIGTERM (t=13)
+            40002: [
+                (1.0, "10.88.0.5"),
+                (14.0, "10.88.0.6"),
+            ],  # a fresh translation at the failure: not excused
+            40004: [(1.0, "10.88.0.6")],  # last flow went to a pod that was never cut: not excused
+        }
+    )
     records = [
         conn(14.0, "connect_timeout", 40000),  # 1 s after the reset, no new conntrack entry: excused
         conn(14.0, "connect_timeout", 40002),
@@ -175,7 +188,18 @@ def test_a_websocket_reconnect_through_a_reset_flows_translation_is_the_apps_doi
 
     terms = terminations({"old-a": ("10.88.0.5", 10.0, 10.02)})
     flows = flow_log({33302: [(1.0, "10.88.0.5")]})
-    ws = {"kind": "ws", "event": "end", "t_open": 13.2, "t": 13.21, "end_kind": "connect", "detail": "refused",
-          "abnormal": True, "sport": 33302, "pod": None}
+    ws = {
+        "kind": "ws",
+        "event": "end",
+        "t_open": 13.2,
+        "t": 13.21,
+        "end_kind": "connect",
+        "detail": "refused",
+        "abnormal": True,
+        "sport": 33302,
+        "pod": None,
+    }
     assert app_reset_failures([ws], flows, terms, pre_stop_seconds=3.0) == [ws]
-    assert app_reset_failures([{**ws, "detail": "HTTP 503", "end_kind": "handshake"}], flows, terms, 3.0) == []
+    assert (
+        app_reset_failures([{**ws, "detail": "HTTP 503", "end_kind": "handshake"}], flows, terms, 3.0) == []
+    )
