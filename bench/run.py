@@ -489,14 +489,23 @@ def reaction_stats(results: Sequence[Result]) -> dict[str, Any]:
     }
 
 
+SHUTDOWN_TEXT = {
+    "abrupt": "at SIGTERM it closes its listener and resets every connection and WebSocket: no drain of its own",
+    "graceful": (
+        "at SIGTERM it turns readiness off, keeps serving for DRAIN, finishes the requests in flight, "
+        "closes kept-alive connections and ends WebSockets with code 1001"
+    ),
+}
+
+
 def markdown(results: Sequence[Result], cfg: Config, reaction: dict[str, Any], when: str, runs: int) -> str:
     bad = invalid_runs(results)
     load = f"{cfg.load} busy loops beside it" if cfg.load else "no extra load"
     return (
         f"# zdr benchmark ({when})\n\n"
         f"{runs} run(s) of each scenario on {platform.machine()} with {os.cpu_count()} cores, {load}. "
-        f"Test app SHUTDOWN={cfg.shutdown} (at SIGTERM it closes its listener and resets every connection and "
-        f"WebSocket: no drain of its own), {cfg.replicas} replicas, preStop {cfg.pre_stop_seconds}s, "
+        f"Test app SHUTDOWN={cfg.shutdown} DRAIN={cfg.drain} ({SHUTDOWN_TEXT.get(cfg.shutdown, 'as configured')}; the control always "
+        f"runs the abrupt app), {cfg.replicas} replicas, preStop {cfg.pre_stop_seconds}s, "
         f"{cfg.rate:.0f} requests/s on new connections + {cfg.rate:.0f} requests/s over kept-alive "
         f"connections + {cfg.ws_clients} WebSocket clients (bench.prober: raw sockets, no retries), and vegeta "
         f"at {cfg.rate * cfg.vegeta_share:.0f} requests/s on new connections as an independent count; from v1 "
