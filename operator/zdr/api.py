@@ -368,6 +368,14 @@ class DrainSpec(_Model):
     )
 
 
+WARM_STANDBY = (
+    "Seconds the replaced revision is kept warm after the rollout completes: its pods that took traffic "
+    "drain at once (their connections and WebSockets move to the new revision), then fresh pods that never "
+    "take traffic stand by at full size, so an undo moves all traffic back without waiting for pods. Costs a "
+    "second set of pods for that long; 0 turns the warm standby off. An abort or undo keeps no standby."
+)
+
+
 class RollingUpdateStrategy(_Model):
     """Replace pods a few at a time; an old pod goes only after its replacement serves."""
 
@@ -384,11 +392,7 @@ class RollingUpdateStrategy(_Model):
     )
     scale_down_delay_seconds: StrictInt = Field(
         default=DEFAULT_SCALE_DOWN_DELAY_SECONDS,
-        description=(
-            "Seconds the previous revision is kept warm after the update: back at full size, out of traffic "
-            "(the Service selects the new revision alone meanwhile), so undo moves traffic back without "
-            "waiting for pods. Costs a second set of pods for that long; 0 turns the warm standby off."
-        ),
+        description=WARM_STANDBY,
         ge=0,
     )
 
@@ -415,10 +419,7 @@ class BlueGreenStrategy(_Model):
     )
     scale_down_delay_seconds: StrictInt = Field(
         default=DEFAULT_SCALE_DOWN_DELAY_SECONDS,
-        description=(
-            "Seconds the previous revision stays at full size after the switch, warm for a rollback that "
-            "needs no new pods; 0 scales it down at once."
-        ),
+        description=WARM_STANDBY,
         ge=0,
     )
 
@@ -632,11 +633,7 @@ class CanaryStrategy(_Model):
     )
     scale_down_delay_seconds: StrictInt = Field(
         default=DEFAULT_SCALE_DOWN_DELAY_SECONDS,
-        description=(
-            "Seconds the previous revision is kept warm after promotion: back at full size, out of traffic "
-            "(the Service selects the new revision alone meanwhile), so undo moves traffic back without "
-            "waiting for pods. Costs a second set of pods for that long; 0 turns the warm standby off."
-        ),
+        description=WARM_STANDBY,
         ge=0,
     )
 
@@ -875,6 +872,13 @@ class RevisionRecord(_StatusModel):
     retired_at: Time | None = Field(
         default=None, description="When it stopped being the serving revision (starts the scale-down delay)."
     )
+    drained_at: Time | None = Field(
+        default=None,
+        description=(
+            "When, after it was retired, it was first seen without a pod: every pod that took traffic had "
+            "drained, so pods it has from then on are a fresh warm standby."
+        ),
+    )
 
 
 class CommandRecord(_StatusModel):
@@ -969,10 +973,24 @@ class ZeroDowntimeRolloutStatus(_StatusModel):
     canary_weight: int | None = Field(
         default=None, description="Canary: percent of serving pods on the update revision."
     )
-    replicas: int | None = Field(default=None, description="Pods of every revision (not terminating).")
-    ready_replicas: int | None = Field(default=None, description="Ready pods of every revision.")
+    replicas: int | None = Field(
+        default=None,
+        description="Pods that serve or are about to (not terminating), over every revision but the warm standby.",
+    )
+    ready_replicas: int | None = Field(
+        default=None, description="Ready pods of every revision but the warm standby."
+    )
     updated_replicas: int | None = Field(default=None, description="Pods of the update revision.")
-    available_replicas: int | None = Field(default=None, description="Available pods of every revision.")
+    available_replicas: int | None = Field(
+        default=None, description="Available pods of every revision but the warm standby."
+    )
+    standby_replicas: int | None = Field(
+        default=None,
+        description=(
+            "Pods of the warm standby: fresh pods of the replaced revision, out of traffic, kept for "
+            "scaleDownDelaySeconds so that an undo moves traffic at once. Not counted in replicas."
+        ),
+    )
     selector: str | None = Field(
         default=None, description="The pod selector as a string (scale subresource)."
     )

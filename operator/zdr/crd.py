@@ -141,6 +141,13 @@ PRINTER_COLUMNS: list[dict[str, Any]] = [
         "description": "Pods of the update revision",
     },
     {
+        "name": "Standby",
+        "type": "integer",
+        "jsonPath": ".status.standbyReplicas",
+        "description": "Warm standby pods: fresh pods of the replaced revision, out of traffic",
+        "priority": 1,
+    },
+    {
         "name": "Stable",
         "type": "string",
         "jsonPath": ".status.stableRevision",

@@ -902,10 +902,35 @@ def rendered(snapshot: Snapshot) -> str:
     return capture.get()
 
 
+def test_tree_shows_the_warm_standby_apart_from_the_serving_pods() -> None:
+    new = "bbbbbbbbbb"
+    snapshot = sample_snapshot()
+    status = snapshot.rollout["status"]
+    status.update(
+        phase="Healthy",
+        stableRevision=new,
+        currentStepIndex=None,
+        canaryWeight=None,
+        readyReplicas=4,
+        updatedReplicas=4,
+        standbyReplicas=4,
+    )
+    status["revisions"][0].update(retiredAt="2026-01-01T11:59:00Z", drainedAt="2026-01-01T11:59:10Z")
+    snapshot.deployments[0]["spec"]["replicas"] = 4
+    lines = rendered(snapshot).splitlines()
+    assert "ready 4/4  up-to-date 4  standby 4" in lines[0]
+    standby = next(line for line in lines if "revision 1" in line)
+    assert "retired 60s ago  warm standby (fresh pods, out of traffic)" in standby
+    serving = next(line for line in lines if "revision 2" in line)
+    assert "standby" not in serving
+
+
 def test_tree_shows_rollout_revisions_pods_and_services() -> None:
     text = rendered(sample_snapshot())
     lines = text.splitlines()
-    assert lines[0] == "shop/api  Canary  Paused  step 2/2  weight 25%  ready 4/4  up-to-date 2  age 120m"
+    assert lines[0] == (
+        "shop/api  Canary  Paused  step 2/2  weight 25%  ready 4/4  up-to-date 2  standby 0  age 120m"
+    )
     assert lines[1] == "step 2/2: paused at weight 25% until `kubectl zdr promote`"
     assert lines[2] == "last command: pause Accepted 30s ago: paused"
     # Newest revision first, each with its role, Deployment counts and pods.

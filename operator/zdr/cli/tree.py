@@ -149,6 +149,7 @@ def header(rollout: Mapping[str, Any], now: datetime) -> Text:
     replicas = spec.get("replicas", 1)
     text.append(f"  ready {status.get('readyReplicas', 0)}/{replicas}")
     text.append(f"  up-to-date {status.get('updatedReplicas', 0)}")
+    text.append(f"  standby {status.get('standbyReplicas') or 0}")
     text.append(f"  age {age(parse_time(meta.get('creationTimestamp')), now)}")
     message = status.get("message")
     if message:
@@ -208,6 +209,8 @@ def _revision_label(
     retired = parse_time(record.get("retiredAt"))
     if retired is not None and "stable" not in roles:
         text.append(f"  retired {age(retired, now)} ago", style="dim")
+        if record.get("drainedAt") and desired > 0:
+            text.append("  warm standby (fresh pods, out of traffic)", style="cyan")
     return text
 
 

@@ -28,6 +28,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from zdr.api import (
+    LABEL_REVISION,
     AbortRecord,
     Command,
     CommandRecord,
@@ -168,7 +169,7 @@ def _context(
         now=now,
         update=update,
         stable=None,
-        records=records,
+        records=_drained(records, observed, now),
         paused=False,
     )
     ctx.stable = _stable(ctx)
@@ -207,6 +208,23 @@ def _records(
     elif previous.update_revision not in (None, update) and records[update].revision != number:
         number += 1
         records[update] = records[update].model_copy(update={"revision": number})
+    return records
+
+
+def _drained(
+    records: dict[str, RevisionRecord], observed: Observed, now: datetime
+) -> dict[str, RevisionRecord]:
+    """Record ``drainedAt`` for a retired revision seen with no pod (none wanted, none left that is
+    not terminating): the pods that took traffic are gone or going, so any pod it gets from now on
+    is fresh and may stand by."""
+    for name, record in records.items():
+        rev = observed.revision(name)
+        if (
+            record.retired_at is not None
+            and record.drained_at is None
+            and rev.spec_replicas == rev.replicas == 0
+        ):
+            records[name] = record.model_copy(update={"drained_at": now})
     return records
 
 
@@ -487,7 +505,7 @@ def _finish(ctx: Context, decision: Decision) -> Plan:
     if decision.stable is not None:
         record = ctx.records.get(decision.stable)
         if record is not None and record.retired_at is not None:
-            ctx.records[decision.stable] = record.model_copy(update={"retired_at": None})
+            ctx.records[decision.stable] = record.model_copy(update={"retired_at": None, "drained_at": None})
     delete = _beyond_history(ctx, decision, replicas, services)
     keep = (
         set(observed.revisions) - set(delete)
@@ -497,6 +515,7 @@ def _finish(ctx: Context, decision: Decision) -> Plan:
     records = sorted((r for name, r in ctx.records.items() if name in keep), key=lambda r: r.revision)
 
     revisions = list(observed.revisions.values())
+    in_traffic = [rev for rev in revisions if rev.name not in decision.standby]
     new = ctx.rev(ctx.update)
     paused = decision.paused_reason is not None
     restart, restarts = _restart_progress(ctx, decision)
@@ -509,11 +528,12 @@ def _finish(ctx: Context, decision: Decision) -> Plan:
         update_revision=ctx.update,
         current_step_index=decision.step_index,
         canary_weight=decision.canary_weight,
-        replicas=sum(rev.replicas for rev in revisions),
-        ready_replicas=sum(rev.ready_replicas for rev in revisions),
+        replicas=sum(rev.replicas for rev in in_traffic),
+        ready_replicas=sum(rev.ready_replicas for rev in in_traffic),
         updated_replicas=new.replicas,
-        available_replicas=sum(rev.available_replicas for rev in revisions),
-        selector=selector_string(spec.effective_selector),
+        available_replicas=sum(rev.available_replicas for rev in in_traffic),
+        standby_replicas=sum(ctx.rev(name).replicas for name in decision.standby),
+        selector=_selector(spec, decision.standby),
         revisions=records,
         step_started_at=decision.step_started_at,
         preview_ready_at=decision.preview_ready_at,
@@ -555,6 +575,15 @@ def _finish(ctx: Context, decision: Decision) -> Plan:
         events=tuple(events),
         requeue_after=requeue,
     )
+
+
+def _selector(spec: ZeroDowntimeRolloutSpec, standby: tuple[str, ...]) -> str:
+    """The scale subresource's selector: the rollout's pods but the warm standby, so that what an
+    HorizontalPodAutoscaler measures and counts is the serving set."""
+    selector = selector_string(spec.effective_selector)
+    if standby:
+        selector += f",{LABEL_REVISION} notin ({','.join(sorted(standby))})"
+    return selector
 
 
 def _records_completion(ctx: Context, decision: Decision) -> None:

@@ -11,8 +11,10 @@ Sequence for an update revision U replacing the stable revision S:
 4. Promotion (automatic after autoPromotionSeconds, or ``kubectl zdr promote``) switches the
    MAIN Service's selector from S to U in one write, only while U is preview-ready.
    ``status.stableRevision`` becomes U and S's ``retiredAt`` is recorded.
-5. S keeps its size for ``scaleDownDelaySeconds`` after the switch, then goes to 0 replicas
-   (kept for rollback within revisionHistoryLimit).
+5. S's pods, which took traffic until the switch, drain at once (kept-alive connections and
+   WebSockets end with the app's clean close and reconnect to U); once S has no pod left, it
+   stands by with fresh pods at full size, out of traffic, until ``scaleDownDelaySeconds``
+   after the switch, then goes to 0 replicas (kept for rollback within revisionHistoryLimit).
 
 A switch that was written but not recorded (the operator died in between) is recognised from
 the MAIN Service's observed selector and recorded then.
@@ -101,10 +103,7 @@ def plan_blue_green(ctx: Context) -> Decision:
         )
 
     targets = {update: replicas, stable: replicas if new_stable == stable else ctx.rev(stable).spec_replicas}
-    requeue = None
-    for name in ctx.others():
-        targets[name], delay_left = _retiring_target(ctx, name, services, params.scale_down_delay_seconds)
-        requeue = earliest(requeue, delay_left)
+    requeue, standby = _retiring(ctx, services, targets)
 
     phase: Phase
     paused_reason: str | None
@@ -142,12 +141,12 @@ def plan_blue_green(ctx: Context) -> Decision:
         preview_ready_at=ready_at if new_stable != update else None,
         promote_requested=True if requested and new_stable != update else None,
         requeue_after=requeue,
+        standby=standby,
     )
 
 
 def _steady(ctx: Context) -> Decision:
     """No rollout running: the stable revision (or the very first one) at full size, both Services on it."""
-    params = ctx.spec.strategy.effective_blue_green
     replicas = ctx.replicas
     update = ctx.update
     observed = ctx.observed
@@ -157,16 +156,12 @@ def _steady(ctx: Context) -> Decision:
         ServiceRole.PREVIEW: choose_target(observed, ServiceRole.PREVIEW, target),
     }
     targets = {update: replicas}
-    requeue = None
-    for name in ctx.others():
-        targets[name], delay_left = _retiring_target(ctx, name, services, params.scale_down_delay_seconds)
-        requeue = earliest(requeue, delay_left)
+    requeue, warm = _retiring(ctx, services, targets)
     main_serving = serving(ctx.rev(update))
     stable = ctx.stable
     if stable is None and services[ServiceRole.MAIN] == target and main_serving >= replicas:
         stable = update
     complete = stable == update and main_serving >= replicas
-    warm = [name for name in ctx.others() if targets[name] > 0]
     if complete:
         message = f"{ctx.describe(update)} serves {replicas}/{replicas} pods"
         if warm:
@@ -181,14 +176,29 @@ def _steady(ctx: Context) -> Decision:
         message=message,
         complete=complete,
         requeue_after=requeue,
+        standby=warm,
     )
 
 
-def _retiring_target(ctx: Context, name: str, services: Targets, delay: int) -> tuple[int, float | None]:
-    """A revision that no longer serves: its size during the scale-down delay, then what Services need."""
-    rev = ctx.rev(name)
-    keep = keep_for_services(ctx, services, name)
-    retired = ctx.retired_for(name)
-    if retired is not None and retired < delay and rev.spec_replicas > 0:
-        return rev.spec_replicas, delay - retired
-    return keep, None
+def _retiring(
+    ctx: Context, services: Targets, targets: dict[str, int]
+) -> tuple[float | None, tuple[str, ...]]:
+    """Sizes of the revisions that no longer serve, into ``targets``: what Services need of them,
+    except that the revision the last switch replaced stands by during its scale-down delay, at
+    full size with fresh pods once every pod that took traffic has drained. Returns when that
+    delay ends and the revisions standing by."""
+    requeue = None
+    standby: list[str] = []
+    others = ctx.others()
+    latest = ctx.latest_retired(others)
+    for name in others:
+        keep = keep_for_services(ctx, services, name)
+        left = ctx.warm_left(name) if name == latest else None
+        targets[name] = keep
+        if left is None:
+            continue
+        requeue = earliest(requeue, left)
+        if ctx.drained(name):
+            targets[name] = max(ctx.replicas, keep)
+            standby.append(name)
+    return requeue, tuple(standby)

@@ -244,10 +244,17 @@ class Context:
         return sorted(rest, key=lambda name: (self.number(name), name))
 
     def retire(self, name: str) -> None:
-        """Record when ``name`` stopped being the serving revision (start of its scale-down delay)."""
+        """Record when ``name`` stopped being the serving revision (start of its scale-down delay);
+        its pods took traffic until now, so it is not drained."""
         record = self.records.get(name)
         if record is not None and record.retired_at is None:
-            self.records[name] = record.model_copy(update={"retired_at": self.now})
+            self.records[name] = record.model_copy(update={"retired_at": self.now, "drained_at": None})
+
+    def drained(self, name: str) -> bool:
+        """Every pod of ``name`` that took traffic before it was retired is gone: any pod it has now
+        is a fresh one (``drained_at``, recorded the first time it was seen without a pod)."""
+        record = self.records.get(name)
+        return record is not None and record.retired_at is not None and record.drained_at is not None
 
     def retired_for(self, name: str) -> float | None:
         """Seconds since ``name`` was retired, None if it was not."""
@@ -289,6 +296,8 @@ class Decision:
     """(reason, message): the rollout will not reach spec without a human (aborted, rolled back)."""
     reconciling: bool = False
     """With ``stalled``: pods or Services are still moving."""
+    standby: tuple[str, ...] = ()
+    """Revisions held as a warm standby: fresh pods out of traffic, not counted as serving."""
 
 
 def earliest(*delays: float | None) -> float | None:
@@ -434,12 +443,12 @@ def settle_shared(ctx: Context, *, ceiling: int, services: Targets) -> Decision:
 
     Warm standby: the previous revision's pods that took traffic drain first (their kept-alive
     connections and WebSockets end with the app's clean close, and clients reconnect to the
-    update revision); MAIN is then pinned to the update revision (once all of its pods serve),
-    and only then is the previous revision brought back to full size with fresh pods that never
-    take traffic, ready for an undo that moves all traffic at once. A revision is pinned out
-    only once it has no pods, so pods seen while MAIN is pinned are always fresh ones. After the window they go (out of
-    traffic, so all at once), and once no other revision has pods MAIN selects every pod of the
-    rollout again. ``services`` are the strategy's other Services; MAIN is decided here.
+    update revision); once it is drained (``Context.drained``) MAIN is pinned to the update
+    revision (once all of its pods serve), and only then is the previous revision brought back to
+    full size with fresh pods that never take traffic, ready for an undo that moves all traffic at
+    once. So pods seen while MAIN is pinned are always fresh ones. After the window they go (out
+    of traffic, so all at once), and once no other revision has pods MAIN selects every pod of
+    the rollout again. ``services`` are the strategy's other Services; MAIN is decided here.
     """
     replicas, update, observed = ctx.replicas, ctx.update, ctx.observed
     others = ctx.others()
@@ -449,9 +458,7 @@ def settle_shared(ctx: Context, *, ceiling: int, services: Targets) -> Decision:
     pinned = ServiceTarget(update)
     current = observed.target(ServiceRole.MAIN)
     if warm:
-        drained = current == pinned or all(
-            ctx.rev(n).spec_replicas == 0 and ctx.rev(n).replicas == 0 for n in warm
-        )
+        drained = current == pinned or all(ctx.drained(n) for n in warm)
         main = choose_target(observed, ServiceRole.MAIN, pinned) if drained else (current or ALL_REVISIONS)
     elif current == pinned and any(holds_pods(ctx, name) for name in others):
         main = current
@@ -512,6 +519,7 @@ def settle_shared(ctx: Context, *, ceiling: int, services: Targets) -> Decision:
         complete=complete,
         requeue_after=requeue,
         floor=ctx.floor,
+        standby=tuple(standby),
     )
 
 

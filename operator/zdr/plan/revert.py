@@ -12,12 +12,13 @@ earlier revision) and a template re-applied that was stable before (a fast rollb
 3. once every pod of T serves, each Service is switched to T in one write (MAIN, preview,
    canary, stable), and T is the stable revision;
 4. other revisions lose their pods: not-ready ones at once, serving ones only while the pods
-   serving through MAIN stay at the floor (once MAIN selects T alone: all of them). A replaced
-   stable revision is kept warm for the strategy's scaleDownDelaySeconds; an aborted one is not;
+   serving through MAIN stay at the floor (once MAIN selects T alone: all of them, so the
+   revision left drains at once and its kept-alive connections and WebSockets move to T). A
+   revert keeps no warm standby: the revision it leaves is the one found wanting;
 5. RollingUpdate and Canary: once no other revision has pods, MAIN selects every pod of the
    rollout again (the same pods, so nothing moves).
 
-Nothing here waits for a clock except the warm window; pauses do not hold a revert.
+Nothing here waits for a clock; pauses do not hold a revert.
 """
 
 from __future__ import annotations
@@ -34,7 +35,6 @@ from zdr.plan.common import (
     approach,
     can_select,
     choose_target,
-    earliest,
     holds_pods,
     keep_for_services,
     serving,
@@ -106,18 +106,8 @@ def plan_revert(ctx: Context, revert: Revert) -> Decision:
         ctx.emit("TrafficSwitched", f"all traffic moved to {ctx.describe(target)} ({_why(revert)})")
 
     targets = {target: replicas}
-    warm: list[str] = []
-    requeue = None
-    main_selects = {name for name in others if main is not None and (main.is_all or main.revision == name)}
     for name in others:
-        keep = keep_for_services(ctx, services, name)
-        left = ctx.warm_left(name) if name not in main_selects else None
-        if left is not None and ctx.rev(name).spec_replicas > 0:
-            targets[name] = max(ctx.rev(name).spec_replicas, keep)
-            warm.append(name)
-            requeue = earliest(requeue, left)
-        else:
-            targets[name] = keep
+        targets[name] = keep_for_services(ctx, services, name)
     desired = approach(
         observed.revisions,
         targets,
@@ -129,19 +119,13 @@ def plan_revert(ctx: Context, revert: Revert) -> Decision:
 
     t = ctx.rev(target)
     target_serving = serving(t)
-    left_pods = sum(
-        max(desired[name], ctx.rev(name).replicas, ctx.rev(name).terminating)
-        for name in others
-        if name not in warm
-    )
+    left_pods = sum(max(desired[name], ctx.rev(name).replicas, ctx.rev(name).terminating) for name in others)
     record = ctx.abort if revert.kind == "abort" else ctx.rollback if revert.kind == "undo" else None
     completed = record is not None and record.completed_at is not None
     # Done: the target serves every replica and no other revision has a pod left, not even one
-    # draining. Once done, a revision drained later (a warm one after its window) changes nothing.
+    # draining: every connection has moved to the target.
     done = completed or (new_stable == target and target_serving >= replicas and left_pods == 0)
-    return _decision(
-        ctx, revert, desired, services, new_stable, done, target_serving, left_pods, warm, requeue
-    )
+    return _decision(ctx, revert, desired, services, new_stable, done, target_serving, left_pods)
 
 
 def _fully_serves(ctx: Context, name: str) -> bool:
@@ -164,19 +148,13 @@ def _decision(
     done: bool,
     target_serving: int,
     left_pods: int,
-    warm: list[str],
-    requeue: float | None,
 ) -> Decision:
     target, replicas = revert.target, ctx.replicas
     where = ctx.describe(target)
     moving = f"{target_serving}/{replicas} pods of {where} serve"
     if left_pods:
         moving += f", {left_pods} pods of other revisions left (draining included)"
-    kept = ""
-    if warm:
-        kept = "; kept warm: " + ", ".join(ctx.describe(name) for name in warm)
-    elif done and left_pods:
-        kept = f"; draining {left_pods} pods of other revisions"
+    kept = f"; draining {left_pods} pods of other revisions" if done and left_pods else ""
     phase: Phase
     stalled: tuple[str, str] | None = None
     if revert.kind == "abort":
@@ -211,7 +189,6 @@ def _decision(
         phase=phase,
         message=message + kept,
         complete=False,
-        requeue_after=requeue,
         floor=ctx.floor,
         stalled=stalled,
         reconciling=not done,

@@ -55,15 +55,31 @@ def test_full_blue_green_rollout() -> None:
     observed_at_switch = cluster.history[-1 - (len(main_targets) - 1 - switch)]
     assert observed_at_switch.revisions[green].endpoints(ServiceRole.PREVIEW) == 3
     assert observed_at_switch.target(ServiceRole.PREVIEW) == ServiceTarget(green)
-    # The old revision stays at full size for the delay, then goes to 0 but is kept.
+    # The old revision's pods took traffic until the switch: they drain at once, then fresh
+    # pods stand by at full size (out of traffic, not counted as serving) for the delay, then
+    # the revision goes to 0 but is kept.
     result = cluster.step(spec)
-    assert result.replicas[blue] == 3
+    assert result.replicas[blue] == 0
     assert result.requeue_after is not None and 0 < result.requeue_after <= 30
-    result = cluster.run(spec)
+    assert result.status.stable_revision == green and result.status.phase == "Healthy"
+    assert cluster.revisions[blue].pods == []
+    result = cluster.step(spec)
+    record = result.status.revision_record(blue)
+    assert record is not None and record.drained_at is not None
+    assert result.replicas[blue] == 3
+    assert result.status.standby_replicas == 0  # requested, not created yet
+    for _ in range(3):
+        result = cluster.step(spec)
+    assert cluster.services[ServiceRole.MAIN] == ServiceTarget(green)
+    assert cluster.services[ServiceRole.PREVIEW] == ServiceTarget(green)
+    assert result.status.standby_replicas == 3 and result.status.replicas == 3
+    assert result.status.selector is not None and f"zdr.io/revision notin ({blue})" in result.status.selector
+    assert "kept warm for rollback" in (result.status.message or "")
     for _ in range(40):
         result = cluster.step(spec)
     assert cluster.revisions[blue].spec == 0
     assert blue in cluster.revisions
+    assert result.status.standby_replicas == 0 and result.status.selector == "app=web"
     reasons = [e.reason for p in cluster.plans for e in p.events]
     assert "TrafficSwitched" in reasons and "RolloutCompleted" in reasons
 
@@ -166,7 +182,7 @@ def test_switch_applied_but_not_recorded_is_adopted() -> None:
     result = plan(spec, status, observed, START)
     assert result.status.stable_revision == green
     assert result.services[ServiceRole.MAIN] == ServiceTarget(green)
-    assert result.replicas[blue] == 3  # warm for the delay
+    assert result.replicas[blue] == 0  # its pods took traffic: they drain before a standby
     assert result.status.phase == "Healthy"
 
 

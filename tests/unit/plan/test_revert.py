@@ -338,6 +338,45 @@ def test_undo_within_the_warm_window_needs_no_new_pod(strategy: str) -> None:
             break
     assert switched_after == 1, switched_after  # at once: the warm pods already serve
     assert [id(p) for p in cluster.revisions[v1].pods] == pods_before
+    # The revision left drains at once (its connections move to v1) and keeps no standby: the
+    # undo completes only once it has no pod left.
+    v2_hash = revision_hash(parse_spec(v2))
+    plans = drive(cluster, v2, 40, command=undo)
+    assert cluster.revisions[v2_hash].spec == 0 and cluster.revisions[v2_hash].pods == []
+    sizes = [p.replicas.get(v2_hash) for p in plans]
+    assert all(size in (None, 0) for size in sizes), sizes
+    assert cluster.status.rollback is not None and cluster.status.rollback.completed_at is not None
+    assert cluster.status.standby_replicas == 0 and cluster.status.replicas == 4
+
+
+@pytest.mark.parametrize("strategy", sorted(STRATEGIES))
+def test_the_replaced_revision_drains_before_fresh_pods_stand_by(strategy: str) -> None:
+    cluster = Cluster(ready_after=2)
+    cluster.run(spec_of(strategy))
+    v1 = cluster.status.stable_revision
+    assert v1 is not None
+    for pod in cluster.revisions[v1].pods:
+        pod.took_traffic = True  # type: ignore[attr-defined]
+    v2 = spec_of(strategy, "example/web:2")
+    promote = Command(id="p1", verb="promote", full=True)
+    plans = drive(cluster, v2, 30, command=promote)
+    # Between the switch and the standby, v1 was seen with no pod (every pod that took traffic
+    # had gone); the standby pods are all new, and status counts them apart from the serving set.
+    assert cluster.revisions[v1].spec == 4 and len(cluster.revisions[v1].pods) == 4
+    assert not any(getattr(pod, "took_traffic", False) for pod in cluster.revisions[v1].pods)
+    record = cluster.status.revision_record(v1)
+    assert record is not None and record.retired_at is not None and record.drained_at is not None
+    assert record.drained_at >= record.retired_at
+    assert any(h.revisions[v1].replicas == 0 for h in cluster.history[-30:])
+    assert cluster.status.replicas == 4 and cluster.status.ready_replicas == 4
+    assert cluster.status.standby_replicas == 4
+    assert cluster.status.selector == f"app=web,zdr.io/revision notin ({v1})"
+    assert cluster.services[ServiceRole.MAIN] == ServiceTarget(revision_hash(parse_spec(v2)))
+    assert "RolloutCompleted" in reasons(plans)
+    # After the window the standby goes, and the selector covers every pod again.
+    drive(cluster, v2, 30, command=promote)
+    assert cluster.revisions[v1].spec == 0
+    assert cluster.status.standby_replicas == 0 and cluster.status.selector == "app=web"
 
 
 @pytest.mark.parametrize("strategy", sorted(STRATEGIES))
