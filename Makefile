@@ -45,7 +45,7 @@ test-go: ## the test app's Go tests
 lint: venv ## ruff and mypy --strict (the operator and the traffic instrument)
 	@$(VENV)/bin/ruff check operator tests bench
 	@$(VENV)/bin/mypy
-	@$(VENV)/bin/mypy --strict --follow-imports=silent bench/prober bench/flows.py bench/load.py bench/vegeta.py
+	@$(VENV)/bin/mypy --strict --follow-imports=silent bench/prober bench/flows.py bench/load.py bench/vegeta.py bench/kernel.py
 
 test: venv cluster ## every test: unit, Go, and end to end on the local cluster
 	@$(MAKE) --no-print-directory test-go
@@ -63,4 +63,4 @@ bench: venv cluster crd ## the zero-downtime benchmark, 3 runs of each scenario 
 
 bench-load: venv cluster crd ## 10 runs of each zdr strategy beside two busy loops, graceful app (docs/bench/loaded)
 	@$(PY) -m bench.run --only deployment,zdr-rolling,zdr-bluegreen,zdr-canary --runs 10 --load 2 \
-		--shutdown graceful --drain 5s --out docs/bench/loaded $(BENCH_ARGS)
+		--shutdown graceful --drain 1s --out docs/bench/loaded $(BENCH_ARGS)

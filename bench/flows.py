@@ -126,6 +126,25 @@ class FlowLog:
         earlier = [(t, ip) for t, ip in self.flows.get(int(sport), []) if t < t_send - before]
         return max(earlier) if earlier else None
 
+    @staticmethod
+    def entries(sport: int | None) -> list[str]:
+        """The conntrack table's entries now for TCP from client port ``sport`` (any address): for
+        a failed connect without a recorded flow, whether its SYN matched an entry that was already
+        there (it then went where that entry translates to) or got none at all (dropped before
+        conntrack confirmed it). Unanswered SYNs keep their entry for 120 s."""
+        if sport is None or shutil.which("conntrack") is None:
+            return []
+        try:
+            out = subprocess.run(
+                ["conntrack", "-L", "-p", "tcp", "--orig-port-src", str(int(sport))],
+                capture_output=True,
+                text=True,
+                timeout=10,
+            ).stdout
+        except (subprocess.SubprocessError, OSError):
+            return []
+        return [line.strip() for line in out.splitlines() if line.strip()]
+
     def __enter__(self) -> FlowLog:
         self.start()
         return self

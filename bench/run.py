@@ -39,8 +39,21 @@ from pathlib import Path
 from typing import Any
 
 from bench.flows import FlowLog
+from bench.kernel import Counters, drop_signs
 from bench.load import BusyLoad
-from bench.prober import MODES, Record, Summary, Traffic, failed, is_failure, percentile, summarize, timeline
+from bench.prober import (
+    MODES,
+    Record,
+    Summary,
+    Traffic,
+    failed,
+    http_records,
+    is_failure,
+    last_on_other_version,
+    percentile,
+    summarize,
+    timeline,
+)
 from bench.scenarios import (
     LOGS,
     ROOT,
@@ -80,7 +93,7 @@ class Config:
     drain: str = "0s"
     pre_stop_seconds: int = 3
     hold_seconds: float = 2.0
-    """Traffic kept before the undo and after the rollback."""
+    """Traffic kept after the rollback, and at least this long before the undo."""
     scale_down_delay: int = 10
     """zdr keeps the previous revision warm this long after a rollout (fast undo)."""
     rollout_timeout: float = 180.0
@@ -88,6 +101,11 @@ class Config:
     """Busy processes spinning beside the scenario (bench.load)."""
     vegeta_share: float = 0.25
     """vegeta's rate on new connections, as a share of ``rate`` (0: off)."""
+
+    @property
+    def before_undo(self) -> float:
+        """Seconds from the rollout's completion to the undo."""
+        return max(self.hold_seconds, self.pre_stop_seconds + 4.0)
 
     @property
     def app(self) -> App:
@@ -125,6 +143,10 @@ class Result:
     ws_close_codes: dict[str, int] = field(default_factory=dict)
     rollback_new_conn_s: float | None = None
     rollback_all_s: float | None = None
+    """Undo to the last moment any connection (new, kept-alive, WebSocket) was on another version than v1."""
+    promotion_all_s: float | None = None
+    """Completion of v2 to the last moment any connection was on another version than v2 (None: still
+    one at the undo)."""
     rollback_complete_s: float | None = None
     new_share_before_undo: dict[str, float | None] = field(default_factory=dict)
     """Per mode: share of the responses in the second before the undo that came from v2."""
@@ -146,6 +168,8 @@ class Result:
     timeline_by_mode: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     cluster_events: list[tuple[float, str, str]] = field(default_factory=list)
     """(seconds, gate | write, what) seen by the watches."""
+    kernel: dict[str, int] = field(default_factory=dict)
+    """Kernel counters (bench.kernel) that moved while the traffic ran."""
     error: str | None = None
 
 
@@ -260,6 +284,7 @@ def run_scenario(
             recorder.start()
             terms.start()
             recorder.wait_primed()
+            counters = Counters.read()
             try:
                 traffic.start()
                 vegeta_rate = round(cfg.rate * cfg.vegeta_share)
@@ -272,7 +297,9 @@ def run_scenario(
                     scenario.during(target, traffic, marks)
                 marks["complete"] = target.wait_reported(timeout=cfg.rollout_timeout) - traffic.epoch
                 say(f"{scenario.name}: v2 complete after {marks['complete'] - marks['change']:.1f}s")
-                time.sleep(max(0.0, marks["complete"] + cfg.hold_seconds - traffic.now()))
+                # Long enough after the completion to see every connection leave v1 (its pods'
+                # preStop plus the app's shutdown), yet within the warm window.
+                time.sleep(max(0.0, marks["complete"] + cfg.before_undo - traffic.now()))
                 marks["undo"] = traffic.now()
                 target.undo("v1")
                 marks["undo_complete"] = (
@@ -287,6 +314,7 @@ def run_scenario(
             finally:
                 recorder.stop()
                 terms.stop()
+                result.kernel = counters.delta(Counters.read())
         measure(result, records, recorder, terms, flows, target.pre_stop_seconds)
     except Exception as exc:
         result.error = f"{type(exc).__name__}: {exc}"
@@ -297,26 +325,13 @@ def run_scenario(
 
 
 def rollback_seconds(records: Sequence[Record], undo: float, mode: str | None = None) -> float | None:
-    """Seconds from the undo to the last response from another version than v1, or None (not
-    measured) when the responses cannot show it: none came after the undo, or no v1 response came
-    after the last other one (the end of the rollback was not seen). Failures are counted apart."""
-    answered = [
-        r
-        for r in records
-        if r.get("kind") == "http"
-        and not is_failure(r)
-        and float(r["t_send"]) >= undo
-        and mode in (None, r["mode"])
-    ]
-    if not answered:
+    """Seconds from the undo to the last response from another version than v1 on HTTP connections
+    (of ``mode``, or both), or None (not measured) when the responses cannot show it: none came
+    after the undo, or no v1 response came after the last other one. Failures are counted apart."""
+    answers = [r for r in http_records(records) if mode in (None, r["mode"])]
+    if not any(not is_failure(r) and float(r["t_send"]) >= undo for r in answers):
         return None
-    others = [float(r["t_send"]) for r in answered if r.get("version") != "v1"]
-    if not others:
-        return 0.0
-    last = max(others)
-    if not any(float(r["t_send"]) > last for r in answered):
-        return None
-    return round(last - undo, 2)
+    return last_on_other_version(answers, "v1", undo)
 
 
 def measure(
@@ -356,6 +371,7 @@ def measure(
                     "left_service_at": terms.left_service.get(pod or ""),
                     "fresh_translation": flows.began(r.get("sport"), float(r["t_send"])),
                     "previous_flow": flows.previous(r.get("sport"), float(r["t_send"])),
+                    "conntrack_now": [] if pod_ip else flows.entries(r.get("sport")),
                 }
             )
     result.flow_events_lost = flows.lost_events()
@@ -377,7 +393,8 @@ def measure(
     result.ws_connections, result.ws_abnormal = whole.ws_connections, whole.ws_abnormal
     result.ws_close_codes = whole.ws_close_codes
     result.rollback_new_conn_s = rollback_seconds(records, m["undo"], "new")
-    result.rollback_all_s = rollback_seconds(records, m["undo"])
+    result.rollback_all_s = last_on_other_version(records, "v1", m["undo"])
+    result.promotion_all_s = last_on_other_version(records, "v2", m["complete"], m["undo"])
     result.rollback_complete_s = round(m["undo_complete"] - m["undo"], 2)
     for mode in MODES:
         last = [r for r in records if r.get("mode") == mode and m["undo"] - 1.0 <= r["t_send"] < m["undo"]]
@@ -414,6 +431,13 @@ def spread(values: Sequence[float | None], digits: int = 0) -> str:
     return fmt(lo) if lo == hi else f"{fmt(lo)} / {fmt(mid)} / {fmt(hi)}"
 
 
+def moved(values: Sequence[float | None]) -> str:
+    """``spread`` of "all connections moved" figures, saying in how many runs it was not seen."""
+    missing = sum(1 for v in values if v is None)
+    text = spread(values, 1)
+    return text if not missing or text == "not measured" else f"{text} ({missing} not measured)"
+
+
 def by_scenario(results: Sequence[Result]) -> dict[str, list[Result]]:
     out: dict[str, list[Result]] = {}
     for r in results:
@@ -425,17 +449,18 @@ def table(results: Sequence[Result]) -> str:
     """One row per scenario over its runs: min / median / max of each figure, from valid runs only."""
     head = (
         "| scenario | valid runs | requests | failed: new conns (app's reset) | failed: kept-alive (app's reset) "
-        "| WS abnormal (app's reset) | vegeta failed of sent (runs where it agrees with the prober) | rollout s | rollback s (new conns) "
-        "| rollback s (all conns) | propagation s | errors |"
+        "| WS abnormal (app's reset) | vegeta failed of sent (runs where it agrees with the prober) | rollout s "
+        "| all conns on v2 after completion s | rollback s (new conns) | all conns on v1 after undo s "
+        "| propagation s | errors |"
     )
-    lines = [head, "|" + "---|" * 12]
+    lines = [head, "|" + "---|" * 13]
     for name, runs in by_scenario(results).items():
         ok = [r for r in runs if not r.error and r.valid]
         if not ok:
             why = "; ".join(
                 sorted({(r.error or "INVALID: " + "; ".join(r.invalid_reasons))[:120] for r in runs})
             )
-            lines.append(f"| {name} | 0 / {len(runs)} | {why} |" + " |" * 9)
+            lines.append(f"| {name} | 0 / {len(runs)} | {why} |" + " |" * 10)
             continue
         errors: dict[str, int] = {}
         for r in ok:
@@ -452,8 +477,9 @@ def table(results: Sequence[Result]) -> str:
             f"| {spread([r.failed_by_mode.get('new') for r in ok])} ({spread([r.app_reset.get('new') for r in ok])}) "
             f"| {spread([r.failed_by_mode.get('keepalive') for r in ok])} ({spread([r.app_reset.get('keepalive') for r in ok])}) "
             f"| {spread([r.failed_by_mode.get('ws') for r in ok])} ({spread([r.app_reset.get('ws') for r in ok])}) "
-            f"| {vegeta} | {spread([r.rollout_s for r in ok], 1)} | {spread([r.rollback_new_conn_s for r in ok], 1)} "
-            f"| {spread([r.rollback_all_s for r in ok], 1)} | {spread([r.propagation_s for r in ok], 2)} | {err} |"
+            f"| {vegeta} | {spread([r.rollout_s for r in ok], 1)} | {moved([r.promotion_all_s for r in ok])} "
+            f"| {spread([r.rollback_new_conn_s for r in ok], 1)} "
+            f"| {moved([r.rollback_all_s for r in ok])} | {spread([r.propagation_s for r in ok], 2)} | {err} |"
         )
     return "\n".join(lines)
 
@@ -498,8 +524,30 @@ SHUTDOWN_TEXT = {
 }
 
 
+def failure_notes(results: Sequence[Result]) -> list[str]:
+    """Each zdr run's failed requests with their evidence: the pod conntrack sent them to, or, for a
+    request without a recorded flow, the entries conntrack holds for its client port now and the
+    kernel's drop counters that moved during the run."""
+    notes = []
+    for r in results:
+        if not r.scenario.startswith("zdr-") or not r.failure_pods:
+            continue
+        signs = ", ".join(f"{k} +{v}" for k, v in drop_signs(r.kernel).items()) or "none moved"
+        for f in r.failure_pods:
+            where = f"pod {f['pod'] or f['pod_ip']}" if f.get("pod_ip") else "no flow recorded"
+            entries = f.get("conntrack_now")
+            if not f.get("pod_ip"):
+                where += "; conntrack now: " + ("; ".join(entries) if entries else "no entry for that port")
+            notes.append(
+                f"{r.scenario} #{r.run}: {f['outcome']} ({f['mode']}) at {f['t']:.2f}s, client port {f['sport']}, "
+                f"{where}; kernel drop counters in the run: {signs}"
+            )
+    return notes
+
+
 def markdown(results: Sequence[Result], cfg: Config, reaction: dict[str, Any], when: str, runs: int) -> str:
     bad = invalid_runs(results)
+    notes = failure_notes(results)
     load = f"{cfg.load} busy loops beside it" if cfg.load else "no extra load"
     return (
         f"# zdr benchmark ({when})\n\n"
@@ -509,7 +557,7 @@ def markdown(results: Sequence[Result], cfg: Config, reaction: dict[str, Any], w
         f"{cfg.rate:.0f} requests/s on new connections + {cfg.rate:.0f} requests/s over kept-alive "
         f"connections + {cfg.ws_clients} WebSocket clients (bench.prober: raw sockets, no retries), and vegeta "
         f"at {cfg.rate * cfg.vegeta_share:.0f} requests/s on new connections as an independent count; from v1 "
-        f"to v2 and back (undo {cfg.hold_seconds:.0f}s after the rollout completed).\n\n"
+        f"to v2 and back (undo {cfg.before_undo:.0f}s after the rollout completed).\n\n"
         "Each cell is min / median / max over the valid runs (a run is valid when every prober kept >= 95 % of "
         "its rate in every 1 s window and its send-lag p99 stayed <= 250 ms, and every request and WebSocket "
         "client is accounted for). Failures count the whole run. *app's reset*: failures the abrupt app "
@@ -518,10 +566,21 @@ def markdown(results: Sequence[Result], cfg: Config, reaction: dict[str, Any], w
         "a new connection from a client port whose last connection that pod reset (conntrack keeps a "
         "reset connection's translation for 10 s and a SYN from the same port reuses it). No controller "
         "can save those; the app must close its connections cleanly. rollout s: change to the controller "
-        "reporting completion; rollback s: undo request to the last response not from v1 (not measured "
-        "when no response after it shows the end).\n\n"
+        "reporting completion; all conns on v2 after completion s: from that report to the last moment any "
+        "connection (new, kept-alive or WebSocket) was on v1; rollback s (new conns): undo request to the "
+        "last response not from v1 on a new connection; all conns on v1 after undo s: to the last moment any "
+        "connection was on v2 (not measured, -, when the records cannot show the end).\n\n"
         f"{table(results)}\n\n"
         + (("Invalid or failed runs:\n" + "\n".join(f"- {b}" for b in bad) + "\n\n") if bad else "")
+        + (
+            (
+                "Failed requests in zdr runs, with their evidence:\n"
+                + "\n".join(f"- {n}" for n in notes)
+                + "\n\n"
+            )
+            if notes
+            else ""
+        )
         + f"Operator reaction latency (a new pod listed as a ready endpoint -> the operator's next Deployment or "
         f"Service write, seen by watches): p50 {_num(reaction['p50_ms'])} ms, p99 {_num(reaction['p99_ms'])} ms "
         f"over {reaction['samples']} gates (left out: {reaction['left_out'].get('timer', 0)} writes more than 5 s "

@@ -103,6 +103,40 @@ def failed(records: Iterable[Record]) -> list[Record]:
     return [r for r in records if is_failure(r)]
 
 
+def last_on_other_version(
+    records: Iterable[Record], target: str, start: float, end: float = float("inf")
+) -> float | None:
+    """Seconds after ``start`` at which a connection was last seen on another version than
+    ``target``, over every kind of connection: a request sent on a new or a kept-alive connection
+    and answered by another version, or a WebSocket to another version still open then (its end,
+    clean or not). 0.0: none after ``start``. None (not measured): no answer from ``target`` came
+    after that last moment before ``end``, or a WebSocket on another version was still open at
+    ``end``, so the records cannot show that every connection had moved."""
+    answered: list[float] = []
+    last: float | None = None
+    for r in records:
+        if r.get("kind") == "http":
+            t = float(r["t_send"])
+            if r.get("outcome") != "ok" or not start <= t < end:
+                continue
+            if r.get("version") == target:
+                answered.append(t)
+            else:
+                last = t if last is None else max(last, t)
+        elif r.get("kind") == "ws" and r.get("event") == "end" and r.get("version") not in (None, target):
+            t = float(r["t"])
+            if t < start or float(r["t_open"]) >= end:
+                continue
+            if t >= end:
+                return None
+            last = t if last is None else max(last, t)
+    if last is None:
+        return 0.0
+    if not any(t > last for t in answered):
+        return None
+    return round(last - start, 2)
+
+
 def sent_at(r: Record) -> float:
     """When the request actually left (its scheduled time plus its send lag)."""
     return float(r["t_send"]) + float(r.get("lag_ms") or 0.0) / 1000

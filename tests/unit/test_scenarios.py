@@ -174,6 +174,40 @@ def test_rollback_time_is_not_measured_when_the_records_cannot_show_it() -> None
     assert rollback_seconds([http(6.0, "v2", mode="keepalive"), http(7.0, "v1")], undo=5.0, mode="new") == 0.0
 
 
+def test_every_connection_counts_when_traffic_has_moved() -> None:
+    from bench.prober import last_on_other_version
+    from bench.run import moved
+
+    def ws(t_open: float, t: float, version: str | None, abnormal: bool = False) -> dict[str, object]:
+        return {
+            "kind": "ws",
+            "event": "end",
+            "t_open": t_open,
+            "t": t,
+            "version": version,
+            "abnormal": abnormal,
+        }
+
+    http_only = [http(6.0, "v2", mode="keepalive"), http(7.0, "v1"), http(9.0, "v1")]
+    assert last_on_other_version(http_only, "v1", 5.0) == 1.0
+    # A WebSocket on v2 that stayed open until 8.5 s holds the move back, closed cleanly or not.
+    assert last_on_other_version([*http_only, ws(1.0, 8.5, "v2")], "v1", 5.0) == 3.5
+    assert last_on_other_version([*http_only, ws(1.0, 8.5, "v2", abnormal=True)], "v1", 5.0) == 3.5
+    # WebSockets on the target, ended before the mark, or never connected do not count.
+    assert (
+        last_on_other_version([*http_only, ws(1.0, 8.5, "v1"), ws(1.0, 4.0, "v2"), ws(6, 6, None)], "v1", 5.0)
+        == 1.0
+    )
+    # Still on v2 when the window ends: not measured; and a failed answer proves nothing.
+    assert last_on_other_version([*http_only, ws(1.0, 12.0, "v2")], "v1", 5.0, end=10.0) is None
+    assert (
+        last_on_other_version([http(6.0, "v2"), {**http(7.0, "v1"), "outcome": "refused"}], "v1", 5.0) is None
+    )
+    assert last_on_other_version([http(6.0, "v1")], "v1", 5.0) == 0.0
+    assert moved([1.0, None, 3.0]) == "1.0 / 2.0 / 3.0 (1 not measured)"
+    assert moved([None]) == "not measured"
+
+
 def test_spread_is_min_median_max() -> None:
     from bench.run import spread
 
@@ -203,3 +237,48 @@ def test_a_websocket_reconnect_through_a_reset_flows_translation_is_the_apps_doi
     assert (
         app_reset_failures([{**ws, "detail": "HTTP 503", "end_kind": "handshake"}], flows, terms, 3.0) == []
     )
+
+
+def test_kernel_counters_keep_what_moved_and_name_the_drops() -> None:
+    from bench.kernel import Counters, drop_signs, mib
+
+    before = Counters(
+        {"conntrack.insert_failed": 3, "TcpExt.TCPSynRetrans": 10, "veth.tx_dropped": 5, "x": 1}
+    )
+    after = Counters({"conntrack.insert_failed": 4, "TcpExt.TCPSynRetrans": 12, "veth.tx_dropped": 2, "x": 1})
+    delta = before.delta(after)
+    assert delta == {
+        "TcpExt.TCPSynRetrans": 2,
+        "conntrack.insert_failed": 1,
+    }  # a veth that went away is no drop
+    assert drop_signs(delta) == {"conntrack.insert_failed": 1, "TcpExt.TCPSynRetrans": 2}
+    counters = mib()  # this machine's own MIB: the TCP counters are there
+    assert "TcpExt.ListenDrops" in counters and "Tcp.ActiveOpens" in counters
+
+
+def test_failure_notes_give_the_evidence_of_each_failed_request() -> None:
+    from bench.run import Result, failure_notes
+
+    failure = {
+        "t": 34.64,
+        "mode": "new",
+        "outcome": "connect_timeout",
+        "sport": 38834,
+        "pod_ip": None,
+        "pod": None,
+        "conntrack_now": [],
+    }
+    traced = {**failure, "outcome": "refused", "pod_ip": "10.88.1.5", "pod": "web-x"}
+    runs = [
+        Result(
+            "zdr-canary", "", run=7, failure_pods=[failure, traced], kernel={"conntrack.insert_failed": 1}
+        ),
+        Result("deployment", "", run=1, failure_pods=[failure]),
+    ]
+    notes = failure_notes(runs)
+    assert notes == [
+        "zdr-canary #7: connect_timeout (new) at 34.64s, client port 38834, no flow recorded; conntrack now: "
+        "no entry for that port; kernel drop counters in the run: conntrack.insert_failed +1",
+        "zdr-canary #7: refused (new) at 34.64s, client port 38834, pod web-x; kernel drop counters in the "
+        "run: conntrack.insert_failed +1",
+    ]
