@@ -458,7 +458,9 @@ def settle_shared(ctx: Context, *, ceiling: int, services: Targets) -> Decision:
     pinned = ServiceTarget(update)
     current = observed.target(ServiceRole.MAIN)
     if warm:
-        drained = current == pinned or all(ctx.drained(n) for n in warm)
+        # MAIN may already be pinned to the update revision while a warm revision still has pods that
+        # took traffic (a revert to this template switched it): those drain before any standby.
+        drained = all(ctx.drained(n) for n in warm)
         main = choose_target(observed, ServiceRole.MAIN, pinned) if drained else (current or ALL_REVISIONS)
     elif current == pinned and any(holds_pods(ctx, name) for name in others):
         main = current
@@ -473,7 +475,7 @@ def settle_shared(ctx: Context, *, ceiling: int, services: Targets) -> Decision:
         keep = keep_for_services(ctx, services, name)
         if name in warm:
             requeue = earliest(requeue, warm_left[name])
-            if out_of_traffic:
+            if out_of_traffic and ctx.drained(name):
                 targets[name] = max(replicas, keep)
                 standby.append(name)
             else:

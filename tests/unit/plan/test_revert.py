@@ -500,6 +500,27 @@ def test_reapplying_the_previous_template_skips_the_steps(strategy: str) -> None
     assert cluster.run(v1).status.phase == "Healthy"
 
 
+@pytest.mark.parametrize("strategy", sorted(STRATEGIES))
+def test_a_template_reapplied_drains_the_revision_it_leaves_before_it_stands_by(strategy: str) -> None:
+    cluster = Cluster(ready_after=2)
+    v1 = spec_of(strategy)
+    cluster.run(v1)
+    first = cluster.status.stable_revision
+    v2 = spec_of(strategy, "example/web:2")
+    cluster.run(v2, command=Command(id="p", verb="promote", full=True))
+    cluster.wait(v2, 8)  # the standby of v1 is up
+    second = cluster.status.stable_revision
+    assert first is not None and second is not None and cluster.revisions[first].spec == 4
+    for pod in cluster.revisions[second].pods:
+        pod.took_traffic = True  # type: ignore[attr-defined]
+    drive(cluster, v1, 12)
+    # v2's pods, which took traffic until the switch, are gone; v2 stands by with fresh pods.
+    assert cluster.status.stable_revision == first
+    assert any(h.revisions[second].replicas == 0 for h in cluster.history[-12:])
+    assert not any(getattr(pod, "took_traffic", False) for pod in cluster.revisions[second].pods)
+    assert cluster.status.standby_replicas == len(cluster.revisions[second].pods) == 4
+
+
 # ---------------------------------------------------------------------------------------------
 # Reporting, and records that do not apply
 # ---------------------------------------------------------------------------------------------
