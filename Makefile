@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 export KUBECONFIG ?= $(CURDIR)/.cluster/kubeconfig
 export PATH := $(CURDIR)/.cluster/bin:$(PATH)
 
-.PHONY: help venv binaries cluster cluster-down images crd test test-unit test-go test-e2e lint run demo bench bench-load
+.PHONY: help venv binaries cluster cluster-down images crd test test-unit test-go test-e2e lint run argo demo bench bench-load
 
 help: ## list the targets
 	@awk -F':.*## ' '/^[a-z-]+:.*## / {printf "  make %-13s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -53,6 +53,9 @@ test: venv cluster ## every test: unit, Go, and end to end on the local cluster
 
 run: venv crd ## run the operator against the current kubeconfig
 	@$(VENV)/bin/kopf run --standalone --all-namespaces -m zdr.handlers
+
+argo: venv cluster ## the Argo Rollouts controller (the bench's peer) against the local cluster, until Ctrl-C
+	@$(PY) -m bench.argo
 
 demo: venv cluster crd ## a rollout under live traffic, start to finish
 	@$(PY) -m bench.demo

@@ -26,6 +26,36 @@ _NEW = re.compile(
 )
 
 
+def programmed(ip: str, port: int = 80) -> bool:
+    """kube-proxy has written the NAT rule that sends new connections to ``ip:port`` to a pod.
+
+    A SYN to a Service IP sent before that rule exists is not translated: its conntrack entry keeps
+    no translation (SYN_SENT, 120 s), and a later connection from the same client port matches that
+    entry instead of kube-proxy's rules, so it goes nowhere. Probing a new Service before its rule
+    exists poisons client ports for two minutes; wait for the rule first. True where the rules
+    cannot be read (no iptables-save, or not root): the probe then decides alone."""
+    if shutil.which("iptables-save") is None:
+        return True
+    try:
+        out = subprocess.run(
+            ["iptables-save", "-t", "nat"], capture_output=True, text=True, timeout=10, check=True
+        ).stdout
+    except (subprocess.SubprocessError, OSError):
+        return True
+    return any(
+        line.startswith("-A KUBE-SERVICES ") and f"-d {ip}/32 " in line and f"--dport {port} " in line
+        for line in out.splitlines()
+    )
+
+
+def forget(ip: str) -> None:
+    """Deletes the conntrack entries of TCP connections to ``ip``: what probes sent before a
+    measurement leave behind must not decide where the measurement's connections go."""
+    if shutil.which("conntrack") is None:
+        return
+    subprocess.run(["conntrack", "-D", "-p", "tcp", "-d", ip], capture_output=True, timeout=10, check=False)
+
+
 EVENT_BUFFER = 16 * 1024 * 1024
 """Bytes of netlink buffer for the events: with the default, a loaded node drops some."""
 

@@ -38,6 +38,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from bench.argo import ArgoController, ArgoStrategy, ArgoTarget
 from bench.flows import FlowLog
 from bench.kernel import Counters, drop_signs
 from bench.load import BusyLoad
@@ -63,6 +64,7 @@ from bench.scenarios import (
     Kube,
     OperatorProcess,
     PodTerminations,
+    Strategy,
     Target,
     ZdrTarget,
     app_reset_failures,
@@ -70,6 +72,7 @@ from bench.scenarios import (
     propagation_lags,
     wait_serving,
 )
+from bench.usage import Usage, find_pid
 from bench.vegeta import VegetaAttack
 
 RESULTS = ROOT / "bench" / "results"
@@ -80,6 +83,7 @@ CANARY_STEPS = [
     {"setWeight": 50},
     {"pause": {}},
 ]
+SURGE_STEPS = [{"setWeight": 50}, {"pause": {}}]
 
 
 @dataclass
@@ -170,6 +174,19 @@ class Result:
     """(seconds, gate | write, what) seen by the watches."""
     kernel: dict[str, int] = field(default_factory=dict)
     """Kernel counters (bench.kernel) that moved while the traffic ran."""
+    controller: str = ""
+    """Who rolled it out: zdr, argo, or kube (the Deployment controller)."""
+    peak_pods: int | None = None
+    """The most pods that existed at once (terminating ones included)."""
+    new_pods: int | None = None
+    """Pods created from the change to v2 until the undo."""
+    start_s: float | None = None
+    """From the change to completion, how long new pods were on their way from creation to ready
+    endpoint (overlaps counted once): the part of the rollout no controller can save."""
+    overhead_s: float | None = None
+    """rollout_s - start_s: time the controller added on top of starting pods."""
+    controller_cpu_s: float | None = None
+    controller_peak_rss_mib: float | None = None
     error: str | None = None
 
 
@@ -181,10 +198,14 @@ class Scenario:
     during: Callable[[Target, Traffic, dict[str, float]], None] | None = None
     """Run after the change to v2 (e.g. a promote at a pause)."""
 
+    @property
+    def controller(self) -> str:
+        return self.name.split("-", 1)[0] if self.name.startswith(("zdr-", "argo-")) else "kube"
+
 
 def _promote_at_pause(step: int) -> Callable[[Target, Traffic, dict[str, float]], None]:
     def during(target: Target, traffic: Traffic, marks: dict[str, float]) -> None:
-        assert isinstance(target, ZdrTarget)
+        assert isinstance(target, ZdrTarget | ArgoTarget)
         target.wait_phase("Paused", step=step, timeout=120)
         marks["paused"] = traffic.now()
         time.sleep(1.0)
@@ -192,6 +213,33 @@ def _promote_at_pause(step: int) -> Callable[[Target, Traffic, dict[str, float]]
         target.promote()
 
     return during
+
+
+def _zdr(
+    strategy: Strategy, *, replicas: int | None = None, **params: Any
+) -> Callable[[Kube, str, Config], Target]:
+    """A zdr rollout of the scenario's app (``replicas`` overrides its size)."""
+
+    def target(kube: Kube, ns: str, cfg: Config) -> Target:
+        app = cfg.app if replicas is None else replace(cfg.app, replicas=replicas)
+        return ZdrTarget(kube, ns, "web", app, strategy, scale_down_delay=cfg.scale_down_delay, **params)
+
+    return target
+
+
+def _argo(
+    strategy: ArgoStrategy, *, pre_stop: bool = True, replicas: int | None = None, **params: Any
+) -> Callable[[Kube, str, Config], Target]:
+    """An Argo Rollout of the scenario's app, with zdr's preStop sleep written into the template
+    by hand (``pre_stop=False``: none, as a user who forgets it has)."""
+
+    def target(kube: Kube, ns: str, cfg: Config) -> Target:
+        app = cfg.app if replicas is None else replace(cfg.app, replicas=replicas)
+        stop = cfg.pre_stop_seconds if pre_stop else None
+        extra = {"scale_down_delay": cfg.scale_down_delay} if strategy == "BlueGreen" else {}
+        return ArgoTarget(kube, ns, "web", app, strategy, pre_stop=stop, **extra, **params)
+
+    return target
 
 
 SCENARIOS: dict[str, Scenario] = {
@@ -216,39 +264,46 @@ SCENARIOS: dict[str, Scenario] = {
                 kube, ns, "web", cfg.app, readiness=True, pre_stop=cfg.pre_stop_seconds
             ),
         ),
-        Scenario(
-            "zdr-rolling",
-            "zdr RollingUpdate, maxSurge 1, maxUnavailable 0",
-            lambda kube, ns, cfg: ZdrTarget(
-                kube, ns, "web", cfg.app, "RollingUpdate", scale_down_delay=cfg.scale_down_delay
-            ),
-        ),
-        Scenario(
-            "zdr-bluegreen",
-            "zdr BlueGreen, autoPromotion",
-            lambda kube, ns, cfg: ZdrTarget(
-                kube,
-                ns,
-                "web",
-                cfg.app,
-                "BlueGreen",
-                auto_promotion=True,
-                scale_down_delay=cfg.scale_down_delay,
-            ),
-        ),
+        Scenario("zdr-rolling", "zdr RollingUpdate, maxSurge 1, maxUnavailable 0", _zdr("RollingUpdate")),
+        Scenario("zdr-bluegreen", "zdr BlueGreen, autoPromotion", _zdr("BlueGreen", auto_promotion=True)),
         Scenario(
             "zdr-canary",
             "zdr Canary, 25% / pause 2s / 50% / pause until promote (after 1 s), maxSurge 1",
-            lambda kube, ns, cfg: ZdrTarget(
-                kube,
-                ns,
-                "web",
-                cfg.app,
-                "Canary",
-                canary_steps=CANARY_STEPS,
-                scale_down_delay=cfg.scale_down_delay,
-            ),
+            _zdr("Canary", canary_steps=CANARY_STEPS),
             _promote_at_pause(3),
+        ),
+        Scenario(
+            "argo-bluegreen",
+            "Argo Rollouts BlueGreen, activeService + previewService, autoPromotionEnabled, preStop written by hand",
+            _argo("BlueGreen"),
+        ),
+        Scenario(
+            "argo-canary",
+            "Argo Rollouts Canary without a traffic router, the same steps, maxSurge 1, maxUnavailable 0",
+            _argo("Canary", canary_steps=CANARY_STEPS),
+            _promote_at_pause(3),
+        ),
+        Scenario(
+            "zdr-bluegreen-no-prestop",
+            "zdr BlueGreen with no drain settings: what a user who writes none gets (zdr's default drain)",
+            _zdr("BlueGreen", auto_promotion=True, default_drain=True),
+        ),
+        Scenario(
+            "argo-bluegreen-no-prestop",
+            "Argo Rollouts BlueGreen with no preStop in the template: what a user who forgets it gets",
+            _argo("BlueGreen", pre_stop=False),
+        ),
+        Scenario(
+            "zdr-canary-surge",
+            "zdr Canary, 8 replicas, setWeight 50 then pause until promote, maxSurge 1 (argo-rollouts #3284)",
+            _zdr("Canary", replicas=8, canary_steps=SURGE_STEPS),
+            _promote_at_pause(1),
+        ),
+        Scenario(
+            "argo-canary-surge",
+            "Argo Rollouts Canary, 8 replicas, setWeight 50 then pause until promote, maxSurge 1 (#3284)",
+            _argo("Canary", replicas=8, canary_steps=SURGE_STEPS),
+            _promote_at_pause(1),
         ),
     ]
 }
@@ -259,11 +314,21 @@ def say(text: str) -> None:
 
 
 def run_scenario(
-    kube: Kube, scenario: Scenario, cfg: Config, out_dir: Path, run: int
+    kube: Kube,
+    scenario: Scenario,
+    cfg: Config,
+    out_dir: Path,
+    run: int,
+    pids: dict[str, int | None] | None = None,
 ) -> tuple[Result, list[Record]]:
+    """One run of ``scenario``; ``pids`` are the controllers' processes (zdr, argo, kube) whose CPU
+    and memory the run records."""
     ns = NS_PREFIX + scenario.name
     target = scenario.target(kube, ns, cfg)
-    result = Result(scenario=scenario.name, description=scenario.description, run=run)
+    result = Result(
+        scenario=scenario.name, description=scenario.description, run=run, controller=scenario.controller
+    )
+    usage = Usage((pids or {}).get(scenario.controller))
     say(f"{scenario.name} #{run}: {scenario.description}" + (f", {cfg.load} busy loops" if cfg.load else ""))
     kube.create_namespace(target.ns, replace=True)
     records: list[Record] = []
@@ -279,12 +344,15 @@ def run_scenario(
             FlowLog(ip, 80, out_dir / "flows.log", traffic.epoch) as flows,
             VegetaAttack() as vegeta,
         ):
-            recorder = EventRecorder(kube, target.ns, traffic.epoch, target.name)
+            recorder = EventRecorder(
+                kube, target.ns, traffic.epoch, target.name, replicasets=scenario.controller == "argo"
+            )
             terms = PodTerminations(kube, target.ns, traffic.epoch, service=target.service)
             recorder.start()
             terms.start()
             recorder.wait_primed()
             counters = Counters.read()
+            usage.start()
             try:
                 traffic.start()
                 vegeta_rate = round(cfg.rate * cfg.vegeta_share)
@@ -314,7 +382,9 @@ def run_scenario(
             finally:
                 recorder.stop()
                 terms.stop()
+                usage.stop()
                 result.kernel = counters.delta(Counters.read())
+                result.controller_cpu_s, result.controller_peak_rss_mib = usage.cpu_s, usage.peak_rss_mib
         measure(result, records, recorder, terms, flows, target.pre_stop_seconds)
     except Exception as exc:
         result.error = f"{type(exc).__name__}: {exc}"
@@ -401,7 +471,11 @@ def measure(
         answered = [r for r in last if not is_failure(r)]
         share = sum(1 for r in answered if r.get("version") == "v2") / len(answered) if answered else None
         result.new_share_before_undo[mode] = None if share is None else round(share, 3)
-    if result.scenario.startswith("zdr-"):
+    result.peak_pods = terms.peak_pods
+    result.new_pods = sum(1 for t in terms.created.values() if m["change"] <= t < m["undo"])
+    result.start_s = terms.start_seconds(m["change"], m["complete"])
+    result.overhead_s = round(max(0.0, result.rollout_s - result.start_s), 2)
+    if result.controller in ("zdr", "argo"):
         samples, skipped = recorder.reactions()
         result.reactions_s = [r[0] for r in samples]
         result.reactions_skipped = skipped
@@ -484,6 +558,74 @@ def table(results: Sequence[Result]) -> str:
     return "\n".join(lines)
 
 
+def cost_table(results: Sequence[Result]) -> str:
+    """Per scenario: what the controller added and what it cost, from the same valid runs."""
+    head = (
+        "| scenario | controller | rollout s | pod start s | overhead s | reaction ms p50 / p99 | peak pods "
+        "| new pods | controller CPU s | controller peak RSS MiB |"
+    )
+    lines = [head, "|" + "---|" * 10]
+    for name, runs in by_scenario(results).items():
+        ok = [r for r in runs if not r.error and r.valid]
+        if not ok:
+            continue
+        samples = [x for r in ok for x in r.reactions_s]
+        p50, p99 = percentile(samples, 50), percentile(samples, 99)
+        reaction = "-" if p50 is None or p99 is None else f"{p50 * 1000:.0f} / {p99 * 1000:.0f}"
+        lines.append(
+            f"| {name} | {ok[0].controller} | {spread([r.rollout_s for r in ok], 1)} "
+            f"| {spread([r.start_s for r in ok], 1)} | {spread([r.overhead_s for r in ok], 1)} | {reaction} "
+            f"| {spread([r.peak_pods for r in ok])} | {spread([r.new_pods for r in ok])} "
+            f"| {spread([r.controller_cpu_s for r in ok], 1)} | {spread([r.controller_peak_rss_mib for r in ok], 1)} |"
+        )
+    return "\n".join(lines)
+
+
+PEERS = {
+    "zdr-bluegreen": "argo-bluegreen",
+    "zdr-canary": "argo-canary",
+    "zdr-bluegreen-no-prestop": "argo-bluegreen-no-prestop",
+    "zdr-canary-surge": "argo-canary-surge",
+}
+"""zdr's scenario -> Argo's, run with the same app, traffic and undo."""
+
+LOWER_IS_BETTER: dict[str, Callable[[Result], float | None]] = {
+    "failed requests on new connections": lambda r: r.failed_by_mode.get("new"),
+    "failed requests on kept-alive connections": lambda r: r.failed_by_mode.get("keepalive"),
+    "abnormal WebSocket ends": lambda r: r.failed_by_mode.get("ws"),
+    "vegeta failures": lambda r: (r.vegeta or {}).get("failed"),
+    "rollout s": lambda r: r.rollout_s,
+    "overhead s": lambda r: r.overhead_s,
+    "all conns on v2 after completion s": lambda r: r.promotion_all_s,
+    "rollback s (new conns)": lambda r: r.rollback_new_conn_s,
+    "all conns on v1 after undo s": lambda r: r.rollback_all_s,
+    "reaction ms p50": lambda r: None if not r.reactions_s else statistics.median(r.reactions_s) * 1000,
+    "peak pods": lambda r: r.peak_pods,
+    "new pods": lambda r: r.new_pods,
+    "controller CPU s": lambda r: r.controller_cpu_s,
+    "controller peak RSS MiB": lambda r: r.controller_peak_rss_mib,
+}
+
+
+def peer_wins(results: Sequence[Result]) -> list[str]:
+    """Every figure where Argo's median beats zdr's in the same run of the bench."""
+    runs = by_scenario(results)
+    wins = []
+    for mine, theirs in PEERS.items():
+        ours = [r for r in runs.get(mine, []) if r.valid and not r.error]
+        peer = [r for r in runs.get(theirs, []) if r.valid and not r.error]
+        if not ours or not peer:
+            continue
+        for label, get in LOWER_IS_BETTER.items():
+            a = [v for v in map(get, ours) if v is not None]
+            b = [v for v in map(get, peer) if v is not None]
+            if a and b and statistics.median(b) < statistics.median(a):
+                wins.append(
+                    f"{theirs} beats {mine} on {label}: {statistics.median(b):g} against {statistics.median(a):g} (medians)"
+                )
+    return wins
+
+
 def agrees(r: Result) -> bool:
     """The prober and vegeta tell the same story about new connections: both saw failures a
     controller caused (beyond the app's own resets), or neither did."""
@@ -548,6 +690,8 @@ def failure_notes(results: Sequence[Result]) -> list[str]:
 def markdown(results: Sequence[Result], cfg: Config, reaction: dict[str, Any], when: str, runs: int) -> str:
     bad = invalid_runs(results)
     notes = failure_notes(results)
+    wins = peer_wins(results)
+    has_peer = any(r.controller == "argo" for r in results)
     load = f"{cfg.load} busy loops beside it" if cfg.load else "no extra load"
     return (
         f"# zdr benchmark ({when})\n\n"
@@ -571,6 +715,21 @@ def markdown(results: Sequence[Result], cfg: Config, reaction: dict[str, Any], w
         "last response not from v1 on a new connection; all conns on v1 after undo s: to the last moment any "
         "connection was on v2 (not measured, -, when the records cannot show the end).\n\n"
         f"{table(results)}\n\n"
+        "What each controller added and cost (pod start s: from the change to completion, how long new pods were on "
+        "their way from creation to ready endpoint, overlaps once; overhead s: rollout s minus that; reaction: a pod "
+        "becoming a ready endpoint -> the controller's next Deployment, ReplicaSet or Service write, seen by the same "
+        "watches; peak pods: the most pods at once, terminating ones included; new pods: created between the change "
+        "and the undo; CPU and peak RSS of the controller's process over the run):\n\n"
+        f"{cost_table(results)}\n\n"
+        + (
+            (
+                "Where Argo Rollouts does better than zdr in this run:\n"
+                + "\n".join(f"- {w}" for w in wins)
+                + "\n\n"
+            )
+            if wins
+            else ("Argo Rollouts did better than zdr on no figure in this run.\n\n" if has_peer else "")
+        )
         + (("Invalid or failed runs:\n" + "\n".join(f"- {b}" for b in bad) + "\n\n") if bad else "")
         + (
             (
@@ -622,7 +781,7 @@ def plot(results: Sequence[Result], path: Path) -> None:
             if key in r.marks:
                 ax.axvline(r.marks[key] - t0, color="k", ls=style, lw=0.8, alpha=0.6)
         ax.set_title(
-            f"{r.scenario}: {r.failed} failed of {r.sent}; rollout {_num(r.rollout_s)} s, "
+            f"{r.scenario} ({r.controller or '?'}): {r.failed} failed of {r.sent}; rollout {_num(r.rollout_s)} s, "
             f"rollback {_num(r.rollback_new_conn_s)} s (new conns)",
             fontsize=9,
             loc="left",
@@ -709,14 +868,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     log = LOGS / "zdr-bench-operator.log"
     operator = OperatorProcess(log, namespaces=[NS_PREFIX + "*"])
+    argo = ArgoController() if any(SCENARIOS[n].controller == "argo" for n in scenarios) else None
     results: list[Result] = []
     started = time.monotonic()
     when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
-    with operator:
+    with operator, contextlib.ExitStack() as stack:
         say(f"operator started (log: {log})")
+        if argo is not None:
+            argo.start(kube)
+            stack.callback(argo.stop)
+            say(f"Argo Rollouts controller started (log: {argo.log})")
+        pids = {
+            "zdr": operator.proc.pid if operator.proc else None,
+            "argo": argo.pid if argo else None,
+            "kube": find_pid("kube-controller-manager"),
+        }
         for n in range(1, args.runs + 1):
             for name in scenarios:
-                result, _ = run_scenario(kube, SCENARIOS[name], cfg, raw / f"run{n}" / name, n)
+                result, _ = run_scenario(kube, SCENARIOS[name], cfg, raw / f"run{n}" / name, n, pids)
                 say(
                     f"{name} #{n}: failed new {result.failed_by_mode.get('new')} (app's reset {result.app_reset.get('new')}), kept-alive "
                     f"{result.failed_by_mode.get('keepalive')} (app's reset {result.app_reset.get('keepalive')}), "
@@ -724,7 +893,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     f"{(result.vegeta or {}).get('failed')}; {'valid' if result.valid else 'INVALID ' + '; '.join(result.invalid_reasons)}"
                 )
                 results.append(result)
-    reaction = reaction_stats(results)
+    reaction = reaction_stats([r for r in results if r.controller == "zdr"])
     doc = {
         "when": when,
         "host": {"machine": platform.machine(), "cores": os.cpu_count(), "python": platform.python_version()},

@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import fnmatch
 import http.client
+import ipaddress
 import json
 import os
 import signal
@@ -34,6 +35,7 @@ from kubernetes import client, config, watch
 from kubernetes.client.rest import ApiException
 from zdr.api import (
     COMMAND_ANNOTATION,
+    DEFAULT_PRE_STOP_SECONDS,
     GROUP,
     LABEL_REVISION,
     LABEL_ROLLOUT,
@@ -43,8 +45,8 @@ from zdr.api import (
     command_annotation,
 )
 
-from bench.flows import FlowLog
-from bench.prober import Record, check_target, failed, is_failure
+from bench.flows import FlowLog, forget, programmed
+from bench.prober import SERVICE_RANGE, Record, check_target, failed, is_failure
 
 ROOT = Path(__file__).resolve().parents[1]
 KUBECONFIG = Path(os.environ.get("ZDR_KUBECONFIG", ROOT / ".cluster" / "kubeconfig"))
@@ -132,6 +134,7 @@ def rollout_body(
     canary_steps: Sequence[Json] | None = None,
     max_surge: int = 1,
     session_affinity: str = "None",
+    default_drain: bool = False,
 ) -> Json:
     strat: Json = {"type": strategy}
     if strategy == "RollingUpdate":
@@ -153,7 +156,7 @@ def rollout_body(
             ]
         )
         strat["canary"] = {"maxSurge": max_surge, "scaleDownDelaySeconds": scale_down_delay, "steps": steps}
-    return {
+    body: Json = {
         "apiVersion": f"{GROUP}/{VERSION}",
         "kind": "ZeroDowntimeRollout",
         "metadata": {"name": name},
@@ -174,6 +177,9 @@ def rollout_body(
             },
         },
     }
+    if default_drain:  # what a user who writes no drain settings gets
+        del body["spec"]["drain"]
+    return body
 
 
 def deployment_body(name: str, version: str, app: App, *, readiness: bool, pre_stop: int | None) -> Json:
@@ -359,7 +365,12 @@ def get_once(host: str, port: int = 80, timeout: float = 1.0) -> tuple[int, str]
 
 
 def wait_serving(host: str, version: str | None = None, timeout: float = 30) -> None:
-    """Waits until the address answers (with ``version``, when given) on 10 new connections in a row."""
+    """Waits until the address answers (with ``version``, when given) on 10 new connections in a row:
+    first, for a Service IP, until kube-proxy has a rule for it (a probe sent earlier would leave a
+    conntrack entry without translation, bench.flows.programmed); then the conntrack entries these
+    probes left are deleted, so no connection measured afterwards can meet one."""
+    if ipaddress.ip_address(check_target(host)) in SERVICE_RANGE:
+        wait_for(f"kube-proxy to program {host}", lambda: programmed(host), timeout=timeout, interval=0.2)
 
     def ok() -> bool:
         for _ in range(10):
@@ -372,6 +383,7 @@ def wait_serving(host: str, version: str | None = None, timeout: float = 30) -> 
         return True
 
     wait_for(f"{host} to serve" + (f" {version}" if version else ""), ok, timeout=timeout, interval=0.3)
+    forget(host)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -470,6 +482,10 @@ class ZdrTarget(Target):
         super().__init__(kube, ns, name, app)
         self.strategy = strategy
         self.params = params
+
+    @property
+    def pre_stop_seconds(self) -> int:
+        return DEFAULT_PRE_STOP_SECONDS if self.params.get("default_drain") else self.app.pre_stop_seconds
 
     def create(self, version: str) -> None:
         self.kube.create_rollout(
@@ -594,6 +610,17 @@ class DeploymentTarget(Target):
 # ---------------------------------------------------------------------------------------------
 # The operator as a process
 # ---------------------------------------------------------------------------------------------
+def stop_process(proc: subprocess.Popen[bytes], grace: float = 15) -> None:
+    """SIGTERM, then SIGKILL if it is still there after ``grace`` seconds."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
+
+
 class OperatorProcess:
     """``kopf run --standalone`` of zdr.handlers as a child process, its output appended to ``log``."""
 
@@ -625,15 +652,8 @@ class OperatorProcess:
             raise RuntimeError(f"the operator exited at once ({self.proc.returncode}); see {self.log}")
 
     def stop(self) -> None:
-        if self.proc is None:
-            return
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=10)
+        if self.proc is not None:
+            stop_process(self.proc)
         self.proc = None
 
     def running(self) -> bool:
@@ -751,6 +771,9 @@ class EventRecorder:
     _replicas: dict[str, int] = field(default_factory=dict)
     _selectors: dict[str, str] = field(default_factory=dict)
     _primed: threading.Event = field(default_factory=threading.Event)
+    replicasets: bool = False
+    """Also record ReplicaSet scale writes: the controller's own writes when it manages ReplicaSets
+    itself (Argo Rollouts), never for Deployments (their ReplicaSets follow the Deployment)."""
 
     def now(self) -> float:
         return time.monotonic() - self.epoch
@@ -765,6 +788,14 @@ class EventRecorder:
             ("deployments", lambda api: client.AppsV1Api(api).list_namespaced_deployment, self._deployment),
             ("services", lambda api: client.CoreV1Api(api).list_namespaced_service, self._service),
         ]
+        if self.replicasets:
+            kinds.append(
+                (
+                    "replicasets",
+                    lambda api: client.AppsV1Api(api).list_namespaced_replica_set,
+                    self._replicaset,
+                )
+            )
         for name, lister, handler in kinds:
             t = threading.Thread(target=self._run, args=(lister, handler), name=f"watch-{name}", daemon=True)
             t.start()
@@ -804,18 +835,24 @@ class EventRecorder:
             self._note("gate", "ready endpoints + " + ",".join(sorted(grown)))
 
     def _deployment(self, type_: str, obj: Json) -> None:
+        self._scaled("deployment", type_, obj)
+
+    def _replicaset(self, type_: str, obj: Json) -> None:
+        self._scaled("replicaset", type_, obj)
+
+    def _scaled(self, kind: str, type_: str, obj: Json) -> None:
         name = obj["metadata"]["name"]
         replicas = int((obj.get("spec") or {}).get("replicas") or 0)
         with self._lock:
-            before = self._replicas.get(name)
-            self._replicas[name] = replicas
+            before = self._replicas.get(f"{kind}/{name}")
+            self._replicas[f"{kind}/{name}"] = replicas
         if type_ == "DELETED":
-            self._note("write", f"delete deployment {name}")
+            self._note("write", f"delete {kind} {name}")
         elif before is None:
             if type_ == "ADDED":
-                self._note("write", f"create deployment {name} replicas={replicas}")
+                self._note("write", f"create {kind} {name} replicas={replicas}")
         elif before != replicas:
-            self._note("write", f"scale deployment {name} {before}->{replicas}")
+            self._note("write", f"scale {kind} {name} {before}->{replicas}")
 
     def _service(self, type_: str, obj: Json) -> None:
         name = obj["metadata"]["name"]
@@ -887,6 +924,13 @@ class PodTerminations:
         """resourceVersion of the change that made each pod terminating."""
         self.listed_rv: dict[str, list[tuple[int, bool]]] = {}
         """Per pod: (resourceVersion, ready endpoint of the Service from then on) at each change."""
+        self.alive: set[str] = set()
+        self.peak_pods = 0
+        """The most pods that existed at once (terminating ones included)."""
+        self.created: dict[str, float] = {}
+        """Pods created while watched (not listed at the start), by when they were first seen."""
+        self.first_ready: dict[str, float] = {}
+        """When each pod first became a ready endpoint of ``service``."""
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._primed = [threading.Event(), threading.Event()]
@@ -925,6 +969,13 @@ class PodTerminations:
     def _pod(self, type_: str, p: Json) -> None:
         name = p["metadata"]["name"]
         with self._lock:
+            if type_ == "DELETED":
+                self.alive.discard(name)
+            else:
+                self.alive.add(name)
+                self.peak_pods = max(self.peak_pods, len(self.alive))
+                if type_ == "ADDED" and name not in self.created:
+                    self.created[name] = self._now()
             if (p.get("status") or {}).get("podIP"):
                 self.pod_ips[p["status"]["podIP"]] = name
             if p["metadata"].get("deletionTimestamp") and name not in self.terminating:
@@ -951,8 +1002,27 @@ class PodTerminations:
             version = int(sl["metadata"]["resourceVersion"])
             for name in after - before:
                 self.listed_rv.setdefault(name, []).append((version, True))
+                self.first_ready.setdefault(name, self._now())
             for name in before - after:
                 self.listed_rv.setdefault(name, []).append((version, False))
+
+    def start_seconds(self, since: float, until: float) -> float:
+        """How long, between ``since`` and ``until``, at least one pod created then was on its way
+        from creation to ready endpoint: the time no controller could have saved (the union of the
+        pods' intervals, so pods started together count once)."""
+        with self._lock:
+            spans = sorted(
+                (t, min(self.first_ready[n], until))
+                for n, t in self.created.items()
+                if since <= t <= until and n in self.first_ready
+            )
+        total, end = 0.0, since
+        for start, stop in spans:
+            start = max(start, end)
+            if stop > start:
+                total += stop - start
+                end = stop
+        return round(total, 2)
 
     def deleted_while_listed(self) -> list[str]:
         """Pods deleted while still a ready endpoint of the Service: the change that made them

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Builds the binaries of the local test cluster from the Go module proxy and caches
 # them by version under ZDR_CACHE (default ~/.cache/zdr): Kubernetes (wrapper module
-# in hack/gomod/kubernetes), etcd (wrapper module in hack/gomod/etcd) and the vegeta
-# load tool the benchmark cross-checks its prober with (wrapper module in hack/gomod/vegeta).
+# in hack/gomod/kubernetes), etcd (wrapper module in hack/gomod/etcd), the vegeta
+# load tool the benchmark cross-checks its prober with (wrapper module in hack/gomod/vegeta)
+# and the Argo Rollouts controller with its CRDs, the peer the benchmark measures zdr beside
+# (wrapper module in hack/gomod/argo-rollouts).
 # A warm cache makes this a no-op; a cold build prints one line per binary.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,6 +17,9 @@ etcd_dir="$ZDR_CACHE/etcd/$etcd_version/bin"
 vegeta_version="$(awk '$1 == "require" && $2 == "github.com/tsenart/vegeta/v12" {print $3}' hack/gomod/vegeta/go.mod)"
 [[ -n "$vegeta_version" ]] || die "no github.com/tsenart/vegeta/v12 requirement in hack/gomod/vegeta/go.mod"
 vegeta_dir="$ZDR_CACHE/vegeta/$vegeta_version/bin"
+argo_version="$(awk '$1 == "github.com/argoproj/argo-rollouts" {print $2} $1 == "require" && $2 == "github.com/argoproj/argo-rollouts" {print $3}' hack/gomod/argo-rollouts/go.mod)"
+[[ -n "$argo_version" ]] || die "no github.com/argoproj/argo-rollouts requirement in hack/gomod/argo-rollouts/go.mod"
+argo_dir="$ZDR_CACHE/argo-rollouts/$argo_version"
 export GOFLAGS="-mod=mod -trimpath"
 export GOTOOLCHAIN=local
 
@@ -53,6 +58,24 @@ fi
 for cmd in kubectl kube-apiserver kube-controller-manager kube-scheduler kube-proxy kubelet; do
   build_k8s "$cmd"
 done
-mkdir -p .cluster/bin
-for b in "$k8s_dir"/* "$etcd_dir"/etcd "$vegeta_dir"/vegeta; do ln -sf "$b" ".cluster/bin/$(basename "$b")"; done
-info "binaries ready in .cluster/bin (kubernetes $k8s_version, etcd $etcd_version, vegeta $vegeta_version)"
+if [[ ! -x "$argo_dir/bin/rollouts-controller" || ! -d "$argo_dir/crds" ]]; then
+  # The peer the benchmark measures zdr beside: the controller and the CRDs of the same module.
+  step "building the Argo Rollouts controller $argo_version (cold build: a few minutes)"
+  t0=$SECONDS
+  mkdir -p "$argo_dir/bin"
+  (cd hack/gomod/argo-rollouts && CGO_ENABLED=0 go build \
+    -ldflags "-s -w -X github.com/argoproj/argo-rollouts/utils/version.version=${argo_version#v}" \
+    -o "$argo_dir/bin/rollouts-controller.tmp" github.com/argoproj/argo-rollouts/cmd/rollouts-controller)
+  module_dir="$(cd hack/gomod/argo-rollouts && go list -m -f '{{.Dir}}' github.com/argoproj/argo-rollouts)"
+  rm -rf "$argo_dir/crds.tmp" && mkdir -p "$argo_dir/crds.tmp"
+  cp "$module_dir"/manifests/crds/*-crd.yaml "$argo_dir/crds.tmp/"
+  rm -rf "$argo_dir/crds" && mv "$argo_dir/crds.tmp" "$argo_dir/crds"
+  mv "$argo_dir/bin/rollouts-controller.tmp" "$argo_dir/bin/rollouts-controller"
+  info "built the Argo Rollouts controller in $((SECONDS - t0))s"
+fi
+mkdir -p .cluster/bin .cluster/argo-rollouts
+for b in "$k8s_dir"/* "$etcd_dir"/etcd "$vegeta_dir"/vegeta "$argo_dir"/bin/rollouts-controller; do
+  ln -sf "$b" ".cluster/bin/$(basename "$b")"
+done
+ln -sfn "$argo_dir/crds" .cluster/argo-rollouts/crds
+info "binaries ready in .cluster/bin (kubernetes $k8s_version, etcd $etcd_version, vegeta $vegeta_version, argo-rollouts $argo_version)"

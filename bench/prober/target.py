@@ -11,8 +11,10 @@ import ipaddress
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+SERVICE_RANGE = ipaddress.ip_network("10.96.0.0/16")
+"""Service ClusterIPs, translated by kube-proxy."""
 ALLOWED_NETWORKS = (
-    ipaddress.ip_network("10.96.0.0/16"),  # Service ClusterIPs, translated by kube-proxy
+    SERVICE_RANGE,
     ipaddress.ip_network("10.88.0.0/16"),  # pod IPs on the local CNI bridge
     ipaddress.ip_network("127.0.0.1/32"),  # loopback (unit tests)
 )

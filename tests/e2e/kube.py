@@ -7,6 +7,7 @@ or to pod IPs on that bridge (README "Network safety").
 from __future__ import annotations
 
 import http.client
+import ipaddress
 import json
 import subprocess
 from collections.abc import Callable
@@ -17,6 +18,8 @@ from kubernetes import client
 from kubernetes.client.rest import ApiException
 
 from bench import scenarios
+from bench.flows import forget, programmed
+from bench.prober import SERVICE_RANGE
 
 TESTAPP_IMAGE = scenarios.TESTAPP_IMAGE
 KUBECTL_IMAGE = "zdr.local/kubectl:dev"
@@ -153,5 +156,10 @@ def answers(host: str, port: int = 80) -> bool:
 
 
 def wait_serving(host: str, port: int = 80, timeout: float = 30) -> None:
-    """Waits until kube-proxy has programmed the Service (its minSyncPeriod is 1 s)."""
+    """Waits until kube-proxy has programmed the Service (its minSyncPeriod is 1 s) and it answers;
+    no probe goes out before the rule exists, and the probes' conntrack entries are deleted after
+    (bench.flows.programmed: an untranslated SYN would poison its client port for 120 s)."""
+    if ipaddress.ip_address(host) in SERVICE_RANGE:
+        wait_until(f"kube-proxy to program {host}:{port}", lambda: programmed(host, port), timeout=timeout)
     wait_until(f"{host}:{port} to answer", lambda: answers(host, port), timeout=timeout)
+    forget(host)

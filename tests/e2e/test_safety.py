@@ -21,12 +21,12 @@ from typing import Any
 import pytest
 from kubernetes import client
 
-from bench.prober import Record, Traffic, http_records, is_failure, summarize, ws_ends
+from bench.prober import Record, Traffic, http_records, is_failure, last_on_other_version, summarize, ws_ends
 from bench.scenarios import describe_failures
 from tests.e2e import kube
 from tests.e2e.conftest import OperatorProcess
 from tests.e2e.prometheus import Prometheus
-from tests.e2e.rollouts import Rollouts, rollout, with_version
+from tests.e2e.rollouts import GROUP, PLURAL, VERSION, Rollouts, rollout, with_version
 
 pytestmark = pytest.mark.e2e
 
@@ -118,6 +118,29 @@ def assert_no_failures(traffic: Traffic, *, five_xx_until: float | None = None) 
     assert late == [], f"{len(late)} 5xx answers after the abort completed:\n{describe_failures(late)}"
     assert summary.ws_abnormal == 0, f"abnormal WebSocket ends:\n{describe_failures(list(ws_ends(records)))}"
     return sent
+
+
+PRE_STOP = 2
+"""drain.preStopSeconds of every rollout here (tests/e2e/rollouts.py)."""
+MOVED_WITHIN = PRE_STOP + 2
+"""The goal: every connection on the revision moved to within preStopSeconds + 2 s."""
+MARGIN = 3.0
+"""Slack on that goal for a loaded test machine (the bench measures the goal itself): a revision
+kept serving through a warm window (20 s and more here) is still far beyond it."""
+
+
+def assert_moved(
+    records: list[Record], target: str, since: float, what: str, until: float = float("inf")
+) -> float:
+    """Every connection (new, kept-alive, WebSocket) left the other versions for ``target`` within
+    MOVED_WITHIN (+ MARGIN) seconds of ``since`` (and before ``until``); returns how long it took."""
+    took = last_on_other_version(records, target, since, until)
+    assert took is not None, f"{what}: the records do not show every connection on {target}"
+    assert took <= MOVED_WITHIN + MARGIN, (
+        f"{what}: a connection was still on another version than {target} {took:.1f}s later "
+        f"(goal {MOVED_WITHIN}s: preStopSeconds {PRE_STOP} + 2)"
+    )
+    return took
 
 
 def wait_status(
@@ -326,13 +349,24 @@ def test_abort_half_way_returns_all_traffic_without_a_failed_request(
         zdr.update_spec("web", with_version(body, "v2", STARTUP_DELAY="3s")["spec"])
         wait_halfway(zdr, strategy, stable)
         asked = time.monotonic()
+        commanded = traffic.now()
         zdr.command("web", "abort")
         wait_status(zdr, "the abort to be handled", lambda st: st.get("phase") == "Aborted", timeout=5)
         handled = time.monotonic() - asked
+        # RollingUpdate and Canary gave the stable revision's pods to the new one: it serves in full
+        # again once its new pods are ready, and from then on the aborted pods drain at once.
+        kube.wait_until(
+            "the stable revision to be back at full size",
+            lambda: zdr.deployments("web")[stable]["status"].get("readyReplicas") == 3,
+            timeout=60,
+            interval=0.1,
+        )
+        full = max(commanded, traffic.now())
         st, _ = wait_abort_completed(zdr, traffic)
         assert_aborted(zdr, st, "RolloutAborted", stable)
         time.sleep(2)
         sent = assert_no_failures(traffic)
+        assert_moved(traffic.records(), "v1", full, "abort")
     assert handled < 2.0, f"abort took {handled:.1f}s to take effect"
     assert st["lastCommand"]["verb"] == "abort" and st["lastCommand"]["result"] == "Accepted"
     assert "AbortRequested" in reasons(zdr)
@@ -383,12 +417,21 @@ def test_undo_within_the_warm_window_moves_traffic_back_without_new_pods(
 ) -> None:
     body = manifest(FINISHING[strategy], progressDeadlineSeconds=300)
     stable = deploy(zdr, body)
+    served = {p.metadata.name for p in zdr.pods("web", stable)}
     with live_traffic(zdr, tmp_path) as traffic:
         zdr.update_spec("web", with_version(body, "v2")["spec"])
+        done = wait_status(
+            zdr,
+            "the rollout to complete",
+            lambda st: st.get("phase") == "Healthy" and st.get("stableRevision") not in (None, stable),
+            timeout=120,
+        )
+        completed = traffic.now()
+        update = done["stableRevision"]
         wait_status(
             zdr,
-            "the rollout to finish with the previous revision warm",
-            lambda st: st.get("phase") == "Healthy" and "kept warm" in (st.get("message") or ""),
+            "the previous revision to stand by",
+            lambda st: "kept warm" in (st.get("message") or ""),
         )
         zdr.wait_only("web", {"v2"})
         warm_names: set[str] = kube.wait_until(
@@ -396,7 +439,16 @@ def test_undo_within_the_warm_window_moves_traffic_back_without_new_pods(
             lambda: _ready_names(zdr.pods("web", stable), 3),
             timeout=60,
         )
+        # The standby pods are fresh: every pod that took traffic before the rollout is gone.
+        assert not warm_names & served, "a pod that served before the rollout was kept as standby"
+        kube.wait_until(
+            "the pods that served before the rollout to finish draining",
+            lambda: not _all_pod_names(zdr, stable) & served,
+            timeout=60,
+        )
+        _assert_scale_counts_the_serving_set(zdr, update, stable)
         asked = time.monotonic()
+        undone = traffic.now()
         zdr.command("web", "undo")
         zdr.wait_only("web", {"v1"}, timeout=15)
         took = time.monotonic() - asked
@@ -405,9 +457,38 @@ def test_undo_within_the_warm_window_moves_traffic_back_without_new_pods(
         )
         time.sleep(2)
         assert_no_failures(traffic)
+        records = traffic.records()
+        assert_moved(records, "v2", completed, "rollout", until=undone)
+        assert_moved(records, "v1", undone, "undo")
     assert took < 8, f"traffic took {took:.1f}s to move back"
     assert {p.metadata.name for p in zdr.pods("web", stable)} == warm_names  # no pod was started for it
     assert st["stableRevision"] == stable
+    assert not zdr.pods("web", update), "the revision undone keeps no standby"
+
+
+def _all_pod_names(zdr: Rollouts, revision: str) -> set[str]:
+    """Names of the revision's pods, terminating ones included."""
+    selector = f"zdr.io/rollout=web,zdr.io/revision={revision}"
+    return {
+        p.metadata.name for p in zdr.core.list_namespaced_pod(zdr.namespace, label_selector=selector).items
+    }
+
+
+def _assert_scale_counts_the_serving_set(zdr: Rollouts, serving: str, standby: str) -> None:
+    """What a HorizontalPodAutoscaler reads through the scale subresource during the warm window:
+    the serving pods, not the standby (counted apart in status.standbyReplicas)."""
+
+    def counted() -> tuple[dict[str, Any], dict[str, Any]] | None:
+        st = zdr.status("web")
+        scale = zdr.custom.get_namespaced_custom_object_scale(GROUP, VERSION, zdr.namespace, PLURAL, "web")
+        return (scale, st) if st.get("standbyReplicas") == 3 else None
+
+    scale, st = kube.wait_until("the standby in status", counted, timeout=15)
+    assert scale["spec"]["replicas"] == 3 and scale["status"]["replicas"] == 3, scale
+    assert st["readyReplicas"] == 3 and st["replicas"] == 3, st
+    selected = zdr.core.list_namespaced_pod(zdr.namespace, label_selector=scale["status"]["selector"]).items
+    assert {p.metadata.labels["zdr.io/revision"] for p in selected} == {serving}, scale["status"]["selector"]
+    assert len(zdr.pods("web", standby)) == 3
 
 
 def _ready_names(pods: list[Any], count: int) -> set[str] | None:

@@ -282,3 +282,42 @@ def test_failure_notes_give_the_evidence_of_each_failed_request() -> None:
         "zdr-canary #7: refused (new) at 34.64s, client port 38834, pod web-x; kernel drop counters in the "
         "run: conntrack.insert_failed +1",
     ]
+
+
+def test_pod_start_time_counts_overlapping_pods_once() -> None:
+    from bench.scenarios import PodTerminations
+
+    terms = PodTerminations.__new__(PodTerminations)
+    terms._lock = __import__("threading").Lock()
+    terms.created = {"a": 1.0, "b": 1.5, "c": 6.0, "old": 0.5, "late": 30.0, "never": 2.0}
+    terms.first_ready = {"a": 3.0, "b": 4.0, "c": 7.0, "old": 1.2, "late": 31.0}
+    # a and b overlap (1.0-4.0), c adds 1.0; "old" began before the change, "late" after the end.
+    assert terms.start_seconds(0.9, 20.0) == 4.0
+
+
+def test_the_bench_says_where_the_peer_does_better() -> None:
+    from bench.run import Result, cost_table, peer_wins
+
+    def run(name: str, controller: str, rollout: float, failed: int, pods: int) -> Result:
+        return Result(
+            name,
+            "",
+            valid=True,
+            controller=controller,
+            rollout_s=rollout,
+            failed_by_mode={"new": failed, "keepalive": 0, "ws": 0},
+            peak_pods=pods,
+            new_pods=4,
+            start_s=1.0,
+            overhead_s=rollout - 1.0,
+            reactions_s=[0.1, 0.2],
+        )
+
+    results = [run("zdr-bluegreen", "zdr", 3.0, 0, 8), run("argo-bluegreen", "argo", 2.0, 5, 8)]
+    wins = peer_wins(results)
+    assert wins == [
+        "argo-bluegreen beats zdr-bluegreen on rollout s: 2 against 3 (medians)",
+        "argo-bluegreen beats zdr-bluegreen on overhead s: 1 against 2 (medians)",
+    ]
+    table = cost_table(results)
+    assert "| zdr-bluegreen | zdr | 3.0 | 1.0 | 2.0 | 100 / 200 | 8 | 4 |" in table
