@@ -177,9 +177,10 @@ class Result:
     controller: str = ""
     """Who rolled it out: zdr, argo, or kube (the Deployment controller)."""
     peak_pods: int | None = None
-    """The most pods that existed at once (terminating ones included)."""
+    """The most pods that existed at once from the change to v2 to its completion (terminating ones
+    included; the warm standby zdr starts after completion is not in it)."""
     new_pods: int | None = None
-    """Pods created from the change to v2 until the undo."""
+    """Pods created from the change to v2 to its completion."""
     start_s: float | None = None
     """From the change to completion, how long new pods were on their way from creation to ready
     endpoint (overlaps counted once): the part of the rollout no controller can save."""
@@ -471,8 +472,8 @@ def measure(
         answered = [r for r in last if not is_failure(r)]
         share = sum(1 for r in answered if r.get("version") == "v2") / len(answered) if answered else None
         result.new_share_before_undo[mode] = None if share is None else round(share, 3)
-    result.peak_pods = terms.peak_pods
-    result.new_pods = sum(1 for t in terms.created.values() if m["change"] <= t < m["undo"])
+    result.peak_pods = terms.peak_pods(m["change"], m["complete"])
+    result.new_pods = sum(1 for t in terms.created.values() if m["change"] <= t <= m["complete"])
     result.start_s = terms.start_seconds(m["change"], m["complete"])
     result.overhead_s = round(max(0.0, result.rollout_s - result.start_s), 2)
     if result.controller in ("zdr", "argo"):
@@ -718,8 +719,8 @@ def markdown(results: Sequence[Result], cfg: Config, reaction: dict[str, Any], w
         "What each controller added and cost (pod start s: from the change to completion, how long new pods were on "
         "their way from creation to ready endpoint, overlaps once; overhead s: rollout s minus that; reaction: a pod "
         "becoming a ready endpoint -> the controller's next Deployment, ReplicaSet or Service write, seen by the same "
-        "watches; peak pods: the most pods at once, terminating ones included; new pods: created between the change "
-        "and the undo; CPU and peak RSS of the controller's process over the run):\n\n"
+        "watches; peak pods: the most pods at once from the change to completion, terminating ones included; new "
+        "pods: created in that time; CPU and peak RSS of the controller's process over the run):\n\n"
         f"{cost_table(results)}\n\n"
         + (
             (

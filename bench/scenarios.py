@@ -925,8 +925,8 @@ class PodTerminations:
         self.listed_rv: dict[str, list[tuple[int, bool]]] = {}
         """Per pod: (resourceVersion, ready endpoint of the Service from then on) at each change."""
         self.alive: set[str] = set()
-        self.peak_pods = 0
-        """The most pods that existed at once (terminating ones included)."""
+        self.counts: list[tuple[float, int]] = []
+        """(when, pods that existed then, terminating ones included) at every change."""
         self.created: dict[str, float] = {}
         """Pods created while watched (not listed at the start), by when they were first seen."""
         self.first_ready: dict[str, float] = {}
@@ -973,9 +973,10 @@ class PodTerminations:
                 self.alive.discard(name)
             else:
                 self.alive.add(name)
-                self.peak_pods = max(self.peak_pods, len(self.alive))
                 if type_ == "ADDED" and name not in self.created:
                     self.created[name] = self._now()
+            if not self.counts or self.counts[-1][1] != len(self.alive):
+                self.counts.append((self._now(), len(self.alive)))
             if (p.get("status") or {}).get("podIP"):
                 self.pod_ips[p["status"]["podIP"]] = name
             if p["metadata"].get("deletionTimestamp") and name not in self.terminating:
@@ -1005,6 +1006,13 @@ class PodTerminations:
                 self.first_ready.setdefault(name, self._now())
             for name in before - after:
                 self.listed_rv.setdefault(name, []).append((version, False))
+
+    def peak_pods(self, since: float, until: float) -> int:
+        """The most pods that existed at once between ``since`` and ``until``."""
+        with self._lock:
+            before = [n for t, n in self.counts if t <= since]
+            during = [n for t, n in self.counts if since < t <= until]
+        return max([*before[-1:], *during], default=0)
 
     def start_seconds(self, since: float, until: float) -> float:
         """How long, between ``since`` and ``until``, at least one pod created then was on its way

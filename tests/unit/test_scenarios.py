@@ -293,6 +293,9 @@ def test_pod_start_time_counts_overlapping_pods_once() -> None:
     terms.first_ready = {"a": 3.0, "b": 4.0, "c": 7.0, "old": 1.2, "late": 31.0}
     # a and b overlap (1.0-4.0), c adds 1.0; "old" began before the change, "late" after the end.
     assert terms.start_seconds(0.9, 20.0) == 4.0
+    terms.counts = [(0.0, 4), (1.0, 5), (2.0, 6), (3.0, 5), (25.0, 12)]
+    assert terms.peak_pods(0.5, 20.0) == 6  # what existed at the start counts; 12 came after the end
+    assert terms.peak_pods(3.5, 20.0) == 5
 
 
 def test_the_bench_says_where_the_peer_does_better() -> None:
