@@ -15,8 +15,10 @@ what is observed, never from a timer alone:
    them any more, the Deployment is scaled down. The preStop sleep then only has to cover the
    proxies' own lag, measured from a removal that already happened.
 
-Pods that are not ready go directly (they take no traffic), and so do pods created before the
-label existed (``labelled`` False; their Services do not select it either). A pod still listed
+Pods that are not ready go directly (they take no traffic), and so do the pods of a revision
+going to 0 that no EndpointSlice lists any more (a Service was switched away from it: the
+revision a blue-green promotion or an undo leaves drains one reconcile sooner), and pods created
+before the label existed (``labelled`` False; their Services do not select it either). A pod still listed
 ``ENDPOINT_WAIT_SECONDS`` after it was taken out goes anyway (the EndpointSlice controller is
 down or far behind), with a Warning event. A revision the planner gives pods back (an abort, an
 undo, a larger spec.replicas) gets its chosen pods back into the Services first.
@@ -126,6 +128,10 @@ def retire(revisions: Mapping[str, RevisionPods], desired: Mapping[str, int], no
             if not pod.ready:
                 continue
             if not pod.retiring:
+                if want == 0 and not pod.listed:
+                    # Every pod goes (no choice for the ReplicaSet to steer) and no Service lists
+                    # this one (its revision was switched away from): nothing to wait for.
+                    continue
                 patches.append(PodPatch(pod.name, True, pod.labelled))
                 held.append(pod.name)  # the ReplicaSet must see its deletion cost first
                 continue

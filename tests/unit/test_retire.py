@@ -98,3 +98,20 @@ def test_scale_to_zero_takes_every_ready_pod_out_first() -> None:
 
 def test_a_new_revision_passes_through() -> None:
     assert retire({}, {"abc": 3}, NOW).replicas == {"abc": 3}
+
+
+def test_a_revision_going_to_zero_that_no_service_lists_goes_at_once() -> None:
+    left = {"left": RevisionPods(3, (pod(1, listed=False), pod(2, listed=False), pod(3, listed=False)))}
+    result = retire(left, {"left": 0}, NOW)
+    assert result.replicas == {"left": 0} and result.patches == () and result.waiting == {}
+    # One still listed (its EndpointSlice not updated yet): that one leaves the Services first.
+    lagging = {"left": RevisionPods(3, (pod(1, listed=False), pod(2), pod(3, listed=False)))}
+    held = retire(lagging, {"left": 0}, NOW)
+    assert held.replicas == {"left": 3} and held.patches == (PodPatch("p2", True, True),)
+    # A partial scale-down still steers the ReplicaSet by deletion cost, listed or not.
+    partial = retire(
+        {"old": RevisionPods(3, (pod(1, listed=False), pod(2, listed=False), pod(3, listed=False)))},
+        {"old": 2},
+        NOW,
+    )
+    assert partial.patches == (PodPatch("p3", True, True),) and partial.replicas == {"old": 3}
