@@ -83,6 +83,13 @@ def install_crds(kube: Kube) -> None:
         kube.create_namespace(CONTROLLER_NAMESPACE)
 
 
+def uninstall_crds(kube: Kube) -> None:
+    """Deletes Argo's CRDs (and so any Argo object left) and waits until they are gone."""
+    kube.kubectl(
+        "delete", "--ignore-not-found", "--timeout=120s", *[f"crd/{name}" for name in CRD_NAMES], timeout=150
+    )
+
+
 def rollout_body(
     name: str,
     version: str,
@@ -263,11 +270,13 @@ class ArgoController:
         self.log = log
         self.kubeconfig = kubeconfig
         self.proc: subprocess.Popen[bytes] | None = None
+        self._kube: Kube | None = None
 
     def start(self, kube: Kube) -> None:
         if not available():
             raise RuntimeError(f"{CONTROLLER} is missing: run `make binaries`")
         install_crds(kube)
+        self._kube = kube
         self.log.parent.mkdir(parents=True, exist_ok=True)
         env = {**os.environ, "POD_NAMESPACE": CONTROLLER_NAMESPACE}
         offset = self.log.stat().st_size if self.log.exists() else 0
@@ -308,9 +317,15 @@ class ArgoController:
         return self.proc.pid if self.proc is not None and self.proc.poll() is None else None
 
     def stop(self) -> None:
+        """Stops the controller and removes Argo's CRDs again: nothing of Argo stays in the cluster
+        (its ``rollouts`` resource would otherwise take ``kubectl get rollouts`` from zdr's short
+        name)."""
         if self.proc is not None:
             stop_process(self.proc)
         self.proc = None
+        if self._kube is not None:
+            uninstall_crds(self._kube)
+            self._kube = None
 
 
 def main() -> int:
@@ -343,5 +358,6 @@ __all__ = [
     "ArgoTarget",
     "available",
     "install_crds",
+    "uninstall_crds",
     "rollout_body",
 ]

@@ -8,6 +8,7 @@ import uuid
 from typing import Any
 
 from kubernetes import client
+from kubernetes.client.rest import ApiException
 
 from tests.e2e import kube
 
@@ -79,10 +80,21 @@ class Rollouts:
         return obj
 
     def update_spec(self, name: str, spec: dict[str, Any]) -> None:
-        """Replaces the spec as `kubectl apply` of a changed manifest would."""
-        obj = self.get(name)
-        obj["spec"] = spec
-        self.custom.replace_namespaced_custom_object(GROUP, VERSION, self.namespace, PLURAL, name, obj)
+        """Replaces the spec as `kubectl apply` of a changed manifest would (which does not fail when
+        the operator wrote status in between: a replace that meets a newer resourceVersion is
+        read and made again)."""
+        for _ in range(5):
+            obj = self.get(name)
+            obj["spec"] = spec
+            try:
+                self.custom.replace_namespaced_custom_object(
+                    GROUP, VERSION, self.namespace, PLURAL, name, obj
+                )
+                return
+            except ApiException as exc:
+                if exc.status != 409:
+                    raise
+        raise RuntimeError(f"{name}: the spec could not be written: status kept changing")
 
     def get(self, name: str) -> dict[str, Any]:
         obj: dict[str, Any] = self.custom.get_namespaced_custom_object(
