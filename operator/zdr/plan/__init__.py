@@ -217,15 +217,17 @@ def _drained(
     """Record ``drainedAt`` for a retired revision seen with no pod (none wanted, none left that is
     not terminating): the pods that took traffic are gone or going, so any pod it gets from now on
     is fresh and may stand by."""
-    for name, record in records.items():
+
+    def empty(name: str) -> bool:
         rev = observed.revision(name)
-        if (
-            record.retired_at is not None
-            and record.drained_at is None
-            and rev.spec_replicas == rev.replicas == 0
-        ):
-            records[name] = record.model_copy(update={"drained_at": now})
-    return records
+        return rev.spec_replicas == rev.replicas == 0
+
+    return {
+        name: record.model_copy(update={"drained_at": now})
+        if record.retired_at is not None and record.drained_at is None and empty(name)
+        else record
+        for name, record in records.items()
+    }
 
 
 def _stable(ctx: Context) -> str | None:
