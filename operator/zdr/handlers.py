@@ -7,6 +7,9 @@ so the operator is level-triggered and a restarted operator resumes from the
 cluster plus ``status``. There is no polling: the planner's ``requeue_after`` is the
 only timer, for waits that no watch event ends (pauses, delays, deadlines).
 
+With ``ZDR_LEADER_ELECTION=true`` (the shipped Deployment runs two replicas) every replica
+watches and queues, but only the holder of the ``zdr-operator`` Lease reconciles (leader.py).
+
 Kopf's own state is not used: no finalizers (children go with their owner through
 garbage collection), no progress annotations, nothing stored in memory that a
 restart would lose.
@@ -24,7 +27,7 @@ import kopf
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
-from zdr import log, metrics
+from zdr import leader, log, metrics
 from zdr.api import GROUP, LABEL_MANAGED_BY, LABEL_ROLLOUT, PLURAL, VERSION
 from zdr.apply import Applier
 from zdr.reconcile import decide
@@ -43,6 +46,8 @@ class Operator:
         self.api: client.ApiClient | None = None
         self.stop = asyncio.Event()
         self.task: asyncio.Task[None] | None = None
+        self.elector: leader.Elector | None = None
+        self.election: asyncio.Task[None] | None = None
 
 
 OP = Operator()
@@ -67,9 +72,14 @@ async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
     OP.api = _load_api()
     OP.queue = WorkQueue()
     OP.stop = asyncio.Event()
-    OP.task = asyncio.create_task(run_workers(OP.queue, _reconcile, WORKERS, OP.stop))
+    gate = None
+    if leader.enabled():
+        OP.elector = leader.Elector(OP.api, leader.lease_namespace())
+        OP.election = asyncio.create_task(OP.elector.run(OP.stop))
+        gate = OP.elector.leading
+    OP.task = asyncio.create_task(run_workers(OP.queue, _reconcile, WORKERS, OP.stop, gate))
     metrics.start_server()
-    log.get().info("zdr operator started", workers=WORKERS)
+    log.get().info("zdr operator started", workers=WORKERS, leader_election=gate is not None)
 
 
 @kopf.on.cleanup()
@@ -77,6 +87,14 @@ async def cleanup(**_: Any) -> None:
     OP.stop.set()
     if OP.task is not None:
         OP.task.cancel()
+    if OP.election is not None:  # gives the Lease up, so a successor need not wait for it to expire
+        await asyncio.wait_for(OP.election, timeout=5)
+
+
+@kopf.on.probe(id="leading")
+def leading(**_: Any) -> bool:
+    """In the liveness endpoint's report: whether this replica reconciles."""
+    return OP.elector is None or OP.elector.leading.is_set()
 
 
 @kopf.on.event(GROUP, VERSION, PLURAL)

@@ -74,13 +74,26 @@ class WorkQueue:
 
 
 async def run_workers(
-    queue: WorkQueue, reconcile: Callable[[Key], Awaitable[float | None]], workers: int, stop: asyncio.Event
+    queue: WorkQueue,
+    reconcile: Callable[[Key], Awaitable[float | None]],
+    workers: int,
+    stop: asyncio.Event,
+    gate: asyncio.Event | None = None,
 ) -> None:
-    """Runs `workers` loops; `reconcile` returns seconds until it wants to run again, or None."""
+    """Runs `workers` loops; `reconcile` returns seconds until it wants to run again, or None.
+
+    With a `gate` (leader election), a worker takes keys only while it is set; keys stay
+    queued meanwhile, so the replica that takes over finds them waiting."""
 
     async def worker() -> None:
         while not stop.is_set():
+            if gate is not None:
+                await gate.wait()
             key = await queue.get()
+            if gate is not None and not gate.is_set():  # lost the lease while waiting for a key
+                queue.done(key)
+                queue.add(key)
+                continue
             try:
                 again = await reconcile(key)
             except Exception:  # noqa: BLE001 - a failed reconcile is retried, never fatal

@@ -32,7 +32,7 @@ def test_operator_runs_with_only_the_shipped_rbac(
     cluster: Path, crd: None, api: client.ApiClient, core: client.CoreV1Api, tmp_path: Path
 ) -> None:
     manifests = ROOT / "manifests"
-    _kubectl(cluster, "apply", "-f", str(manifests / "namespace.yaml"), "-f", str(manifests / "rbac.yaml"))
+    _kubectl(cluster, "apply", "-f", str(manifests / "base" / "namespace.yaml"), "-f", str(manifests / "base" / "rbac.yaml"))
     # The operator image is not built on this machine (and nothing may be pulled): the API
     # server validates its Deployment, and the same operator runs on the host with the
     # ServiceAccount's token and nothing else.

@@ -62,7 +62,65 @@ def test_argocd_patch_carries_the_same_script() -> None:
     assert patch["data"]["resource.customizations.health.zdr.io_ZeroDowntimeRollout"] == HEALTH
 
 
-def test_kustomization_lists_existing_files() -> None:
-    kustomization = yaml.safe_load((MANIFESTS / "kustomization.yaml").read_text())
+def _kustomization_files(directory: Path) -> list[Path]:
+    """Every resource a kustomization pulls in, following directories (other kustomizations)."""
+    kustomization = yaml.safe_load((directory / "kustomization.yaml").read_text())
+    found: list[Path] = []
     for resource in kustomization["resources"]:
-        assert (MANIFESTS / resource).is_file(), resource
+        path = (directory / resource).resolve()
+        if path.is_dir():
+            assert (path / "kustomization.yaml").is_file(), path
+            found += _kustomization_files(path)
+        else:
+            assert path.is_file(), path
+            found.append(path)
+    return found
+
+
+def _objects(directory: Path) -> dict[tuple[str, str], dict[str, Any]]:
+    return {
+        (doc["kind"], doc["metadata"]["name"]): doc
+        for path in _kustomization_files(directory)
+        for doc in yaml.safe_load_all(path.read_text())
+        if doc
+    }
+
+
+def test_kustomizations_list_existing_files() -> None:
+    assert _kustomization_files(MANIFESTS)
+    assert _kustomization_files(MANIFESTS / "overlays" / "namespaced")
+
+
+def test_the_base_installs_a_hardened_operator_with_a_standby() -> None:
+    objects = _objects(MANIFESTS)
+    assert ("CustomResourceDefinition", "zerodowntimerollouts.zdr.io") in objects
+    deployment = objects[("Deployment", "zdr-operator")]
+    assert deployment["spec"]["replicas"] == 2
+    pod = deployment["spec"]["template"]["spec"]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["runAsUser"] == 65532
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    (container,) = pod["containers"]
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    assert container["securityContext"]["allowPrivilegeEscalation"] is False
+    assert {"livenessProbe", "readinessProbe"} <= container.keys()
+    assert {"requests", "limits"} <= container["resources"].keys()
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["ZDR_LEADER_ELECTION"] == "true"
+    pdb = objects[("PodDisruptionBudget", "zdr-operator")]
+    assert pdb["spec"]["minAvailable"] == 1
+
+
+def test_users_roles_cover_rollouts_through_aggregation() -> None:
+    objects = _objects(MANIFESTS)
+    view = objects[("ClusterRole", "zdr-view")]["metadata"]["labels"]
+    edit = objects[("ClusterRole", "zdr-edit")]["metadata"]["labels"]
+    assert view["rbac.authorization.k8s.io/aggregate-to-view"] == "true"
+    assert edit["rbac.authorization.k8s.io/aggregate-to-edit"] == "true"
+
+
+def test_the_namespaced_role_grants_what_the_cluster_role_grants() -> None:
+    base = _objects(MANIFESTS)[("ClusterRole", "zdr-operator")]["rules"]
+    role = _objects(MANIFESTS / "overlays" / "namespaced")[("Role", "zdr-operator")]["rules"]
+    cluster_scoped = {"namespaces", "customresourcedefinitions"}
+    assert [r for r in base if not cluster_scoped & set(r["resources"])] == role
