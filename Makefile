@@ -34,7 +34,7 @@ images: ## rebuild the test app and pause images and import them into containerd
 	@bash hack/images.sh --force
 
 crd: venv ## install the CRD into the current cluster
-	@kubectl apply --server-side --force-conflicts -f crds/
+	@kubectl apply --server-side --force-conflicts -k crds/
 
 test-unit: venv ## unit tests (no cluster)
 	@$(PY) -m pytest tests/unit -q

@@ -250,7 +250,7 @@ class Kube:
         return proc.stdout
 
     def ensure_crd(self) -> None:
-        self.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(ROOT / "crds"))
+        self.kubectl("apply", "--server-side", "--force-conflicts", "-k", str(ROOT / "crds"))
         self.kubectl(
             "wait", "--for=condition=Established", "crd/zerodowntimerollouts.zdr.io", "--timeout=60s"
         )

@@ -74,7 +74,7 @@ async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
     OP.stop = asyncio.Event()
     gate = None
     if leader.enabled():
-        OP.elector = leader.Elector(OP.api, leader.lease_namespace())
+        OP.elector = leader.Elector(OP.api, leader.lease_namespace(), on_change=metrics.leading)
         OP.election = asyncio.create_task(OP.elector.run(OP.stop))
         gate = OP.elector.leading
     OP.task = asyncio.create_task(run_workers(OP.queue, _reconcile, WORKERS, OP.stop, gate))
@@ -103,6 +103,7 @@ def rollout_event(*, namespace: str | None, name: str, type: str, **_: Any) -> N
         return
     if type == "DELETED":
         OP.queue.forget((namespace, name))
+        metrics.forget(namespace, name)
         return
     OP.queue.add((namespace, name))
 
@@ -125,7 +126,8 @@ for _group, _version, _plural in (
 async def _reconcile(key: Key) -> float | None:
     started = OP.queue.added_at.get(key, time.monotonic())
     try:
-        return await asyncio.to_thread(reconcile, key, started)
+        with metrics.RECONCILE_SECONDS.time():
+            return await asyncio.to_thread(reconcile, key, started)
     except Exception as exc:  # retried soon: the next reconcile starts from what is observed
         log.get().exception("reconcile failed", rollout=f"{key[0]}/{key[1]}", error=str(exc))
         metrics.RECONCILE_ERRORS.inc()
@@ -144,12 +146,15 @@ def reconcile(key: Key, started: float) -> float | None:
     except ApiException as exc:
         if exc.status == 404:
             OP.queue.forget(key)
+            metrics.forget(namespace, name)
             return None
         raise
     if rollout["metadata"].get("deletionTimestamp"):
+        metrics.forget(namespace, name)
         return None
     plan, children, retirement = decide(OP.api, rollout, datetime.now(UTC))
     writes = Applier(OP.api).apply(rollout, plan, children, retirement)
+    metrics.record_rollout(rollout, plan)
     for seconds in retirement.removal_seconds:
         metrics.ENDPOINT_REMOVAL_SECONDS.observe(seconds)
     status = plan.status

@@ -77,10 +77,13 @@ def namespace(core: client.CoreV1Api, request: pytest.FixtureRequest) -> Iterato
 class OperatorProcess:
     """The zdr operator as a real process (`kopf run`), as `make run` starts it."""
 
-    def __init__(self, kubeconfig: Path, log_path: Path, namespaces: str = NAMESPACES) -> None:
+    def __init__(
+        self, kubeconfig: Path, log_path: Path, namespaces: str = NAMESPACES, metrics_addr: str = "off"
+    ) -> None:
         self.kubeconfig = kubeconfig
         self.log_path = log_path
         self.namespaces = namespaces
+        self.metrics_addr = metrics_addr
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
@@ -88,7 +91,7 @@ class OperatorProcess:
             **os.environ,
             "KUBECONFIG": str(self.kubeconfig),
             "ZDR_LOG_FORMAT": "json",
-            "ZDR_METRICS_ADDR": "off",
+            "ZDR_METRICS_ADDR": self.metrics_addr,
         }
         log = open(self.log_path, "ab")  # noqa: SIM115 - the child owns it
         self.proc = subprocess.Popen(
@@ -136,7 +139,7 @@ def crd(cluster: Path) -> None:
             "--server-side",
             "--force-conflicts",
             "-f",
-            str(ROOT / "crds"),
+            str(ROOT / "crds" / "zerodowntimerollouts.zdr.io.yaml"),
         ],
         check=True,
         capture_output=True,

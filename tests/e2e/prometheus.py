@@ -4,8 +4,9 @@ Debian builds Prometheus without Kubernetes service discovery, so the targets ar
 IPs on the local bridge, written to a file_sd file: a bounded background thread lists the
 rollout's pods every second and rewrites it (Prometheus picks the file up at once). Each target
 carries the labels ``namespace``, ``pod``, ``revision`` (the pod's ``zdr.io/revision``) and
-``rollout``, so a query can select one revision. Scrapes every second; stopped (and its data
-directory removed) at the end of the test.
+``rollout``, so a query can select one revision. ``static`` adds jobs with fixed targets on
+127.0.0.1 (the operator's own metrics); ``pods=False`` leaves the pods out. Scrapes every
+second; stopped (and its data directory removed) at the end of the test.
 """
 
 from __future__ import annotations
@@ -33,7 +34,8 @@ MAX_SECONDS = 900.0
 """The target refresher stops after this long whatever happens (every loop is bounded)."""
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on (now)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
@@ -41,12 +43,25 @@ def _free_port() -> int:
 
 
 class Prometheus:
-    def __init__(self, core: client.CoreV1Api, namespace: str, workdir: Path, *, port: int = 8080) -> None:
+    def __init__(
+        self,
+        core: client.CoreV1Api,
+        namespace: str,
+        workdir: Path,
+        *,
+        port: int = 8080,
+        static: dict[str, list[str]] | None = None,
+        pods: bool = True,
+    ) -> None:
         self.core = core
         self.namespace = namespace
         self.workdir = workdir
         self.pod_port = port
-        self.port = _free_port()
+        self.static = dict(static or {})
+        self.pods = pods
+        for targets in self.static.values():
+            assert all(t.startswith("127.0.0.1:") for t in targets), targets
+        self.port = free_port()
         self.proc: subprocess.Popen[bytes] | None = None
         self.stop_refresh = threading.Event()
         self.refresher: threading.Thread | None = None
@@ -60,14 +75,19 @@ class Prometheus:
     def start(self, timeout: float = 60) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.targets_file.write_text("[]")
-        config = {
-            "global": {"scrape_interval": "1s", "scrape_timeout": "900ms", "evaluation_interval": "1s"},
-            "scrape_configs": [
+        jobs: list[dict[str, Any]] = [
+            {"job_name": name, "static_configs": [{"targets": targets}]} for name, targets in self.static.items()
+        ]
+        if self.pods:
+            jobs.append(
                 {
                     "job_name": "testapp",
                     "file_sd_configs": [{"files": [str(self.targets_file)], "refresh_interval": "1s"}],
                 }
-            ],
+            )
+        config = {
+            "global": {"scrape_interval": "1s", "scrape_timeout": "900ms", "evaluation_interval": "1s"},
+            "scrape_configs": jobs,
         }
         (self.workdir / "prometheus.yml").write_text(json.dumps(config))
         log = self.log_path.open("ab")
@@ -85,8 +105,9 @@ class Prometheus:
             env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(self.workdir)},
         )
         log.close()
-        self.refresher = threading.Thread(target=self._refresh, name="prometheus-targets", daemon=True)
-        self.refresher.start()
+        if self.pods:
+            self.refresher = threading.Thread(target=self._refresh, name="prometheus-targets", daemon=True)
+            self.refresher.start()
         kube.wait_until("Prometheus to be ready", self._ready, timeout=timeout, interval=0.5)
 
     def _ready(self) -> bool:

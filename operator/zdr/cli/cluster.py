@@ -212,7 +212,7 @@ def translate(exc: ApiException, conn: Connection, *, name: str | None = None) -
         if body is None:  # not a Status object: the resource type itself is unknown to the server
             return CliError(
                 f"the {PLURAL}.{GROUP} CRD is not installed on {conn.where()}; "
-                "install it with kubectl apply -f crds/"
+                "install it with kubectl apply --server-side -k crds/"
             )
         details = body.get("details") or {}
         if name is not None and details.get("kind") == PLURAL and details.get("name") == name:
