@@ -74,6 +74,7 @@ async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
     OP.stop = asyncio.Event()
     gate = None
     if leader.enabled():
+        metrics.leading(False)  # a stand-by until the Lease is taken
         OP.elector = leader.Elector(OP.api, leader.lease_namespace(), on_change=metrics.leading)
         OP.election = asyncio.create_task(OP.elector.run(OP.stop))
         gate = OP.elector.leading

@@ -413,8 +413,16 @@ def forget(namespace: str, name: str) -> None:
     ROLLOUTS.forget(namespace, name)
 
 
+LEADER = Gauge(
+    "zdr_leader",
+    "1 on the replica that holds the zdr-operator Lease and reconciles, 0 on a stand-by",
+)
+LEADER.set(1)  # without leader election the one process always acts
+
+
 def leading(leading: bool) -> None:
     """Leader election's ``on_change``: see ``RolloutMetrics.leading``."""
+    LEADER.set(1 if leading else 0)
     ROLLOUTS.leading(leading)
 
 
