@@ -4,7 +4,8 @@
 # in hack/gomod/kubernetes), etcd (wrapper module in hack/gomod/etcd), the vegeta
 # load tool the benchmark cross-checks its prober with (wrapper module in hack/gomod/vegeta)
 # and the Argo Rollouts controller with its CRDs, the peer the benchmark measures zdr beside
-# (wrapper module in hack/gomod/argo-rollouts).
+# (wrapper module in hack/gomod/argo-rollouts), and kstatus, the status library Flux waits
+# with (sigs.k8s.io/cli-utils, wrapper command in hack/gomod/kstatus), which the GitOps e2e tests ask.
 # A warm cache makes this a no-op; a cold build prints one line per binary.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -20,6 +21,10 @@ vegeta_dir="$ZDR_CACHE/vegeta/$vegeta_version/bin"
 argo_version="$(awk '$1 == "github.com/argoproj/argo-rollouts" {print $2} $1 == "require" && $2 == "github.com/argoproj/argo-rollouts" {print $3}' hack/gomod/argo-rollouts/go.mod)"
 [[ -n "$argo_version" ]] || die "no github.com/argoproj/argo-rollouts requirement in hack/gomod/argo-rollouts/go.mod"
 argo_dir="$ZDR_CACHE/argo-rollouts/$argo_version"
+kstatus_version="$(awk '$1 == "require" && $2 == "sigs.k8s.io/cli-utils" {print $3} $1 == "sigs.k8s.io/cli-utils" {print $2}' hack/gomod/kstatus/go.mod)"
+[[ -n "$kstatus_version" ]] || die "no sigs.k8s.io/cli-utils requirement in hack/gomod/kstatus/go.mod"
+# The command's own source is part of what is cached: a changed main.go builds anew.
+kstatus_dir="$ZDR_CACHE/kstatus/$kstatus_version-$(cat hack/gomod/kstatus/main.go hack/gomod/kstatus/go.sum | sha256sum | cut -c1-12)/bin"
 export GOFLAGS="-mod=mod -trimpath"
 export GOTOOLCHAIN=local
 
@@ -73,9 +78,17 @@ if [[ ! -x "$argo_dir/bin/rollouts-controller" || ! -d "$argo_dir/crds" ]]; then
   mv "$argo_dir/bin/rollouts-controller.tmp" "$argo_dir/bin/rollouts-controller"
   info "built the Argo Rollouts controller in $((SECONDS - t0))s"
 fi
+if [[ ! -x "$kstatus_dir/kstatus" ]]; then
+  step "building kstatus (sigs.k8s.io/cli-utils $kstatus_version)"
+  t0=$SECONDS
+  mkdir -p "$kstatus_dir"
+  (cd hack/gomod/kstatus && CGO_ENABLED=0 go build -ldflags "-s -w" -o "$kstatus_dir/kstatus.tmp" .)
+  mv "$kstatus_dir/kstatus.tmp" "$kstatus_dir/kstatus"
+  info "built kstatus in $((SECONDS - t0))s"
+fi
 mkdir -p .cluster/bin .cluster/argo-rollouts
-for b in "$k8s_dir"/* "$etcd_dir"/etcd "$vegeta_dir"/vegeta "$argo_dir"/bin/rollouts-controller; do
+for b in "$k8s_dir"/* "$etcd_dir"/etcd "$vegeta_dir"/vegeta "$argo_dir"/bin/rollouts-controller "$kstatus_dir"/kstatus; do
   ln -sf "$b" ".cluster/bin/$(basename "$b")"
 done
 ln -sfn "$argo_dir/crds" .cluster/argo-rollouts/crds
-info "binaries ready in .cluster/bin (kubernetes $k8s_version, etcd $etcd_version, vegeta $vegeta_version, argo-rollouts $argo_version)"
+info "binaries ready in .cluster/bin (kubernetes $k8s_version, etcd $etcd_version, vegeta $vegeta_version, argo-rollouts $argo_version, kstatus cli-utils $kstatus_version)"

@@ -28,8 +28,9 @@ cluster_healthy() {
 if cluster_healthy; then
   mkdir -p "$CLUSTER_DIR/logs"
   cp "$STATE_DIR/conf/admin.kubeconfig" "$CLUSTER_DIR/kubeconfig"
-  # Binaries a running cluster does not use (the bench's peer) may still be missing in this checkout.
-  [[ -x "$CLUSTER_DIR/bin/rollouts-controller" && -d "$CLUSTER_DIR/argo-rollouts/crds" ]] || bash hack/build-binaries.sh
+  # Binaries a running cluster does not use (the bench's peer, kstatus) may still be missing in this checkout.
+  [[ -x "$CLUSTER_DIR/bin/rollouts-controller" && -d "$CLUSTER_DIR/argo-rollouts/crds" && -x "$CLUSTER_DIR/bin/kstatus" ]] ||
+    bash hack/build-binaries.sh
   info "the local cluster is already running (kubeconfig: .cluster/kubeconfig); nothing to do"
   exit 0
 fi
