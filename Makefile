@@ -6,10 +6,10 @@ PY := $(VENV)/bin/python
 export KUBECONFIG ?= $(CURDIR)/.cluster/kubeconfig
 export PATH := $(CURDIR)/.cluster/bin:$(PATH)
 
-.PHONY: help venv binaries cluster cluster-down images crd test test-unit test-go test-e2e lint run argo demo bench bench-load
+.PHONY: help venv binaries cluster cluster-down images operator-image crd test test-unit test-go test-e2e lint run argo demo bench bench-load
 
 help: ## list the targets
-	@awk -F':.*## ' '/^[a-z-]+:.*## / {printf "  make %-13s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@awk -F':.*## ' '/^[a-z-]+:.*## / {printf "  make %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 $(VENV)/.installed: pyproject.toml
 	@echo "==> installing Python packages into $(VENV)"
@@ -33,6 +33,9 @@ cluster-down: ## stop the local cluster and clean up the host
 images: ## rebuild the test app and pause images and import them into containerd
 	@bash hack/images.sh --force
 
+operator-image: venv ## build the operator's OCI image (Debian packages + wheels, no engine) and import it
+	@bash hack/operator-image.sh
+
 crd: venv ## install the CRD into the current cluster
 	@kubectl apply --server-side --force-conflicts -k crds/
 
@@ -43,13 +46,22 @@ test-go: ## the test app's Go tests
 	@cd testapp && GOTOOLCHAIN=local go test ./...
 
 lint: venv ## ruff and mypy --strict (the operator and the traffic instrument)
-	@$(VENV)/bin/ruff check operator tests bench
+	@$(VENV)/bin/ruff check operator tests bench hack
 	@$(VENV)/bin/mypy
 	@$(VENV)/bin/mypy --strict --follow-imports=silent bench/prober bench/flows.py bench/load.py bench/vegeta.py bench/kernel.py
 
 test: venv cluster ## every test: unit, Go, and end to end on the local cluster
 	@$(MAKE) --no-print-directory test-go
-	@$(PY) -m pytest tests -v
+	@$(PY) -m pytest tests/unit -v
+	@$(MAKE) --no-print-directory test-e2e ZDR_E2E_KUBECONFIG=$(CURDIR)/.cluster/kubeconfig ZDR_IMAGE_LOADER=containerd
+
+ZDR_IMAGE_LOADER ?= containerd
+test-e2e: venv ## end-to-end tests on the cluster ZDR_E2E_KUBECONFIG names, images loaded by ZDR_IMAGE_LOADER (containerd, kind, registry)
+	@test -n "$(ZDR_E2E_KUBECONFIG)" || { echo "set ZDR_E2E_KUBECONFIG (make test runs them on the local cluster)"; exit 2; }
+	@bash hack/images.sh --build-only
+	@bash hack/operator-image.sh --build-only
+	@set -e; exports="$$(bash hack/load-images.sh $(ZDR_IMAGE_LOADER))"; eval "$$exports"; \
+		ZDR_E2E_KUBECONFIG=$(ZDR_E2E_KUBECONFIG) $(PY) -m pytest tests/e2e -v
 
 run: venv crd ## run the operator against the current kubeconfig
 	@$(VENV)/bin/kopf run --standalone --all-namespaces -m zdr.handlers

@@ -49,10 +49,16 @@ from bench.flows import FlowLog, forget, programmed
 from bench.prober import SERVICE_RANGE, Record, check_target, failed, is_failure
 
 ROOT = Path(__file__).resolve().parents[1]
-KUBECONFIG = Path(os.environ.get("ZDR_KUBECONFIG", ROOT / ".cluster" / "kubeconfig"))
+KUBECONFIG = Path(
+    os.environ.get("ZDR_KUBECONFIG")
+    or os.environ.get("ZDR_E2E_KUBECONFIG")
+    or ROOT / ".cluster" / "kubeconfig"
+)
 KUBECTL = ROOT / ".cluster" / "bin" / "kubectl"
 LOGS = ROOT / ".cluster" / "logs"
-TESTAPP_IMAGE = "zdr.local/testapp:dev"
+TESTAPP_IMAGE = os.environ.get("ZDR_TESTAPP_IMAGE", "zdr.local/testapp:dev")
+"""The test app image (hack/images.sh); another name when the images were pushed to a registry
+(hack/load-images.sh registry)."""
 
 Strategy = Literal["RollingUpdate", "BlueGreen", "Canary"]
 T = TypeVar("T")

@@ -1,17 +1,21 @@
 #!/usr/bin/env python3
-"""Build a single-layer OCI image archive from a list of files.
+"""Build a single-layer OCI image archive from files and directory trees.
 
 The archive is an OCI image layout in a tar (oci-layout, index.json,
 blobs/sha256/...), the form `ctr -n k8s.io images import FILE.tar` reads.
 The index entry carries the full name as io.containerd.image.name (the name
 containerd's importer registers) and the tag as org.opencontainers.image.ref.name.
 
-Output is reproducible: fixed timestamps, owners 0:0, sorted entries, gzip
-without name or time, so the same inputs give the same image digest.
+Output is reproducible: fixed timestamps, owners 0:0 (unless a --dir names
+another), sorted entries, gzip without name or time, so the same inputs give
+the same image digest. A --tree keeps the modes and symlinks it finds; hard
+links become separate regular files; anything else (sockets, devices) is refused.
 
-Example:
+Examples:
   python3 hack/mkimage.py --name zdr.local/testapp:dev --out testapp.tar \\
       --file build/testapp:/testapp --entrypoint /testapp --env VERSION=dev --port 8080
+  python3 hack/mkimage.py --name zdr.local/app:1 --out app.tar --tree rootfs:/ \\
+      --entrypoint '["/usr/bin/python3.11", "-m"]' --cmd '["app"]' --user 65532:65532
 
 Prints the image (manifest) digest on stdout.
 """
@@ -46,6 +50,25 @@ class FileSpec:
     mode: int
 
 
+@dataclass(frozen=True)
+class TreeSpec:
+    src: Path
+    dest: PurePosixPath
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One member of the layer: a directory, a regular file (content read from
+    src when the layer is written) or a symlink."""
+
+    kind: bytes
+    mode: int
+    src: Path | None = None
+    linkname: str = ""
+    uid: int = 0
+    gid: int = 0
+
+
 def parse_file(arg: str) -> FileSpec:
     """SRC:DEST[:MODE], MODE octal; default 0755 for executables, else 0644."""
     parts = arg.split(":")
@@ -65,6 +88,19 @@ def parse_file(arg: str) -> FileSpec:
     else:
         mode = 0o755 if os.access(src, os.X_OK) else 0o644
     return FileSpec(src, dest, mode)
+
+
+def parse_tree(arg: str) -> TreeSpec:
+    """SRCDIR:DEST, DEST an absolute directory (/ for the image's root)."""
+    src, sep, dest = arg.rpartition(":")
+    if not sep or not src or not dest:
+        raise argparse.ArgumentTypeError(f"--tree {arg!r}: want SRCDIR:DEST")
+    dest_path = PurePosixPath(dest)
+    if not dest_path.is_absolute() or ".." in dest_path.parts:
+        raise argparse.ArgumentTypeError(f"--tree {arg!r}: DEST must be an absolute directory path")
+    if not Path(src).is_dir():
+        raise argparse.ArgumentTypeError(f"--tree {arg!r}: {src} is not a directory")
+    return TreeSpec(Path(src), dest_path)
 
 
 def parse_env(arg: str) -> str:
@@ -100,50 +136,110 @@ def canonical_json(obj: object) -> bytes:
     return json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()
 
 
-def tar_info(name: str, kind: bytes, mode: int, mtime: int, size: int = 0) -> tarfile.TarInfo:
+def tar_info(
+    name: str,
+    kind: bytes,
+    mode: int,
+    mtime: int,
+    size: int = 0,
+    linkname: str = "",
+    uid: int = 0,
+    gid: int = 0,
+) -> tarfile.TarInfo:
     info = tarfile.TarInfo(name)
     info.type = kind
     info.mode = mode
-    info.uid = info.gid = 0
+    info.uid, info.gid = uid, gid
     info.uname = info.gname = ""
     info.mtime = mtime
     info.size = size
+    info.linkname = linkname
     return info
 
 
-def build_layer(files: list[FileSpec], dirs: dict[str, int], mtime: int) -> bytes:
-    """The uncompressed layer tar: parent directories (0755), extra
-    directories, then the files, in sorted order."""
-    entries: dict[str, tuple[bytes, int, FileSpec | None]] = {}
+def key_of(path: PurePosixPath) -> str:
+    """The layer member name of an absolute image path."""
+    return str(path).lstrip("/")
 
-    def add_parents(path: PurePosixPath) -> None:
-        for parent in reversed(path.parents):
-            if parent != PurePosixPath("/"):
-                entries.setdefault(str(parent).lstrip("/"), (tarfile.DIRTYPE, 0o755, None))
 
-    for d, mode in dirs.items():
-        entries[d] = (tarfile.DIRTYPE, mode, None)
-    for d in dirs:
-        add_parents(PurePosixPath("/" + d))
+def tree_entries(tree: TreeSpec) -> dict[str, Entry]:
+    """Every directory, file and symlink under tree.src, keyed by its place in
+    the image. DEST itself gets the mode of SRCDIR unless it is the root."""
+    found: dict[str, Entry] = {}
+    if tree.dest != PurePosixPath("/"):
+        found[key_of(tree.dest)] = Entry(tarfile.DIRTYPE, stat.S_IMODE(tree.src.stat().st_mode))
+    pending = [tree.src]
+    while pending:
+        directory = pending.pop()
+        with os.scandir(directory) as listing:
+            for item in listing:
+                path = Path(item.path)
+                key = key_of(tree.dest / path.relative_to(tree.src).as_posix())
+                st = item.stat(follow_symlinks=False)
+                if stat.S_ISLNK(st.st_mode):
+                    found[key] = Entry(tarfile.SYMTYPE, 0o777, linkname=os.readlink(path))
+                elif stat.S_ISDIR(st.st_mode):
+                    found[key] = Entry(tarfile.DIRTYPE, stat.S_IMODE(st.st_mode))
+                    pending.append(path)
+                elif stat.S_ISREG(st.st_mode):
+                    found[key] = Entry(tarfile.REGTYPE, stat.S_IMODE(st.st_mode), src=path)
+                else:
+                    raise SystemExit(f"mkimage: --tree: {path} is not a file, directory or symlink")
+    return found
+
+
+def collect_entries(trees: list[TreeSpec], dirs: dict[str, Entry], files: list[FileSpec]) -> dict[str, Entry]:
+    """Trees first (a directory may come from several, with one mode), then the
+    explicit directories (their mode and owner win), then the files; parents
+    that nothing names are 0755 directories."""
+    entries: dict[str, Entry] = {}
+    for tree in trees:
+        for key, entry in tree_entries(tree).items():
+            known = entries.get(key)
+            if known is not None and not (
+                known.kind == entry.kind == tarfile.DIRTYPE and known.mode == entry.mode
+            ):
+                raise SystemExit(f"mkimage: /{key} comes from more than one --tree")
+            entries[key] = entry
+    for key, entry in dirs.items():
+        known = entries.get(key)
+        if known is not None and known.kind != tarfile.DIRTYPE:
+            raise SystemExit(f"mkimage: --dir /{key} is not a directory in a --tree")
+        entries[key] = entry
     for f in files:
-        add_parents(f.dest)
-        key = str(f.dest).lstrip("/")
-        if key in entries and entries[key][0] == tarfile.DIRTYPE:
+        key = key_of(f.dest)
+        known = entries.get(key)
+        if known is not None and known.kind == tarfile.DIRTYPE:
             raise SystemExit(f"mkimage: {f.dest} is both a file and a directory")
-        if key in entries:
+        if known is not None:
             raise SystemExit(f"mkimage: {f.dest} given twice")
-        entries[key] = (tarfile.REGTYPE, f.mode, f)
+        entries[key] = Entry(tarfile.REGTYPE, f.mode, src=f.src)
+    for key in list(entries):
+        for parent in PurePosixPath("/" + key).parents:
+            if parent == PurePosixPath("/"):
+                continue
+            known = entries.setdefault(key_of(parent), Entry(tarfile.DIRTYPE, 0o755))
+            if known.kind != tarfile.DIRTYPE:
+                raise SystemExit(f"mkimage: {parent} is a parent of /{key} but not a directory")
+    return entries
 
+
+def build_layer(entries: dict[str, Entry], mtime: int) -> bytes:
+    """The uncompressed layer tar, members in sorted order (a parent sorts
+    before its children), every one with the same mtime."""
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
         for key in sorted(entries):
-            kind, mode, spec = entries[key]
-            if kind == tarfile.DIRTYPE:
-                tar.addfile(tar_info(key + "/", kind, mode, mtime))
+            e = entries[key]
+            if e.kind == tarfile.DIRTYPE:
+                tar.addfile(tar_info(key + "/", e.kind, e.mode, mtime, uid=e.uid, gid=e.gid))
+            elif e.kind == tarfile.SYMTYPE:
+                tar.addfile(tar_info(key, e.kind, e.mode, mtime, linkname=e.linkname, uid=e.uid, gid=e.gid))
             else:
-                assert spec is not None
-                data = spec.src.read_bytes()
-                tar.addfile(tar_info(key, kind, mode, mtime, len(data)), io.BytesIO(data))
+                assert e.src is not None
+                data = e.src.read_bytes()
+                info = tar_info(key, e.kind, e.mode, mtime, len(data), uid=e.uid, gid=e.gid)
+                tar.addfile(info, io.BytesIO(data))
     return buf.getvalue()
 
 
@@ -162,22 +258,44 @@ def descriptor(media_type: str, data: bytes, **extra: object) -> dict[str, objec
     return {"mediaType": media_type, "digest": sha256(data), "size": len(data), **extra}
 
 
-def build_archive(args: argparse.Namespace) -> tuple[bytes, str]:
-    """Return the archive bytes and the manifest digest."""
+def parse_dir(arg: str) -> tuple[str, Entry]:
+    """DIR[:MODE[:UID:GID]], MODE octal (default 0755), owner default 0:0."""
+    parts = arg.split(":")
+    key = key_of(PurePosixPath(parts[0]))
+    if not key or ".." in key.split("/") or len(parts) not in (1, 2, 4):
+        raise SystemExit(f"mkimage: --dir {arg!r}: want an absolute DIR[:MODE[:UID:GID]]")
+    try:
+        mode = int(parts[1], 8) if len(parts) > 1 and parts[1] else 0o755
+        uid, gid = (int(parts[2]), int(parts[3])) if len(parts) == 4 else (0, 0)
+    except ValueError:
+        raise SystemExit(f"mkimage: --dir {arg!r}: MODE is octal, UID and GID are numbers") from None
+    return key, Entry(tarfile.DIRTYPE, mode, uid=uid, gid=gid)
+
+
+def argv_of(flag: str, values: list[str]) -> list[str]:
+    """ARG... as given, or one JSON array of strings (for arguments that start with -)."""
+    if len(values) == 1 and values[0].startswith("["):
+        try:
+            parsed = json.loads(values[0])
+        except json.JSONDecodeError as e:
+            raise SystemExit(f"mkimage: {flag} {values[0]!r}: {e}") from None
+        if not isinstance(parsed, list) or not all(isinstance(a, str) for a in parsed):
+            raise SystemExit(f"mkimage: {flag} {values[0]!r}: want a JSON array of strings")
+        return parsed
+    return values
+
+
+def build_archive(args: argparse.Namespace) -> tuple[bytes, str, int]:
+    """Return the archive bytes, the manifest digest and the uncompressed layer size."""
     repo, tag = split_name(args.name)
     full_name = f"{repo}:{tag}"
     mtime = args.mtime
     created = datetime.fromtimestamp(mtime, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
-    dirs = {"tmp": 0o1777}
-    for d in args.dir:
-        path, _, mode = d.partition(":")
-        key = str(PurePosixPath(path)).strip("/")
-        if not key or ".." in key.split("/"):
-            raise SystemExit(f"mkimage: --dir {d!r}: want an absolute directory path")
-        dirs[key] = int(mode, 8) if mode else 0o755
+    dirs = {"tmp": Entry(tarfile.DIRTYPE, 0o1777)}
+    dirs.update(parse_dir(d) for d in args.dir)
 
-    layer_tar = build_layer(args.file, dirs, mtime)
+    layer_tar = build_layer(collect_entries(args.tree, dirs, args.file), mtime)
     layer_blob = layer_tar if args.no_gzip else gzip_bytes(layer_tar)
     layer_media = MEDIA_LAYER_TAR if args.no_gzip else MEDIA_LAYER_GZIP
 
@@ -186,9 +304,9 @@ def build_archive(args: argparse.Namespace) -> tuple[bytes, str]:
         env.insert(0, DEFAULT_PATH)
     image_config: dict[str, object] = {"Env": env, "WorkingDir": args.workdir}
     if args.entrypoint:
-        image_config["Entrypoint"] = list(args.entrypoint)
+        image_config["Entrypoint"] = argv_of("--entrypoint", args.entrypoint)
     if args.cmd:
-        image_config["Cmd"] = list(args.cmd)
+        image_config["Cmd"] = argv_of("--cmd", args.cmd)
     if args.port:
         image_config["ExposedPorts"] = {p: {} for p in sorted(set(args.port))}
     if args.user:
@@ -251,12 +369,12 @@ def build_archive(args: argparse.Namespace) -> tuple[bytes, str]:
         for hexdigest in sorted(blobs):
             add(f"blobs/sha256/{hexdigest}", blobs[hexdigest])
         add("index.json", canonical_json(index))
-    return out.getvalue(), manifest_digest
+    return out.getvalue(), manifest_digest, len(layer_tar)
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(
-        description="Build a single-layer OCI image archive (linux/amd64) from files.",
+        description="Build a single-layer OCI image archive (linux/amd64) from files and trees.",
         epilog="Prints the manifest digest (the image digest containerd shows) on stdout.",
     )
     p.add_argument("--name", required=True, help="image name, REPOSITORY[:TAG], e.g. zdr.local/testapp:dev")
@@ -270,14 +388,24 @@ def main(argv: list[str] | None = None) -> int:
         help="copy SRC to DEST in the image (repeatable)",
     )
     p.add_argument(
+        "--tree",
+        action="append",
+        type=parse_tree,
+        default=[],
+        metavar="SRCDIR:DEST",
+        help="copy the directory tree SRCDIR to DEST in the image, keeping modes and symlinks (repeatable)",
+    )
+    p.add_argument(
         "--dir",
         action="append",
         default=[],
-        metavar="DIR[:MODE]",
-        help="extra empty directory (repeatable); /tmp (1777) is always there",
+        metavar="DIR[:MODE[:UID:GID]]",
+        help="directory with this mode and owner (repeatable); /tmp (1777) is always there",
     )
-    p.add_argument("--entrypoint", nargs="+", default=[], metavar="ARG", help="entrypoint argv")
-    p.add_argument("--cmd", nargs="+", default=[], metavar="ARG", help="default arguments")
+    p.add_argument(
+        "--entrypoint", nargs="+", default=[], metavar="ARG", help="entrypoint argv, or one JSON array"
+    )
+    p.add_argument("--cmd", nargs="+", default=[], metavar="ARG", help="default arguments, or one JSON array")
     p.add_argument(
         "--env",
         action="append",
@@ -307,13 +435,13 @@ def main(argv: list[str] | None = None) -> int:
         help="timestamp of every entry and of the image (default $SOURCE_DATE_EPOCH or 0)",
     )
     args = p.parse_args(argv)
-    if not args.file:
-        p.error("give at least one --file")
+    if not args.file and not args.tree:
+        p.error("give at least one --file or --tree")
     for kv in args.label:
         if "=" not in kv:
             p.error(f"--label {kv!r}: want KEY=VALUE")
 
-    data, digest = build_archive(args)
+    data, digest, layer_size = build_archive(args)
     out: Path = args.out
     if out.is_file() and out.stat().st_size == len(data) and out.read_bytes() == data:
         if not args.quiet:
@@ -325,7 +453,11 @@ def main(argv: list[str] | None = None) -> int:
         os.chmod(tmp, stat.S_IRUSR | stat.S_IWUSR | stat.S_IRGRP | stat.S_IROTH)
         os.replace(tmp, out)
         if not args.quiet:
-            print(f"mkimage: wrote {out} ({args.name}, {len(data)} bytes, {digest})", file=sys.stderr)
+            print(
+                f"mkimage: wrote {out} ({args.name}, {len(data)} bytes, layer {layer_size} bytes "
+                f"uncompressed, {digest})",
+                file=sys.stderr,
+            )
     print(digest)
     return 0
 

@@ -297,6 +297,9 @@ def openapi_schema() -> dict[str, Any]:
     spec["description"] = _description(api.ZeroDowntimeRolloutSpec.__doc__)
     status = model_schema(api.ZeroDowntimeRolloutStatus)
     status["properties"]["kopf"] = KOPF_STATUS
+    # Read back from a rollout the operator has not seen yet, status says generation 0 was the
+    # last one observed: kstatus (Flux) and Argo CD then report it in progress, not current.
+    status["default"] = {"observedGeneration": 0}
     return {
         "type": "object",
         "description": (

@@ -21,7 +21,8 @@ from kubernetes import client, config
 from tests.e2e import kube
 
 ROOT = Path(__file__).resolve().parents[2]
-KUBECONFIG = ROOT / ".cluster" / "kubeconfig"
+KUBECONFIG = Path(os.environ.get("ZDR_E2E_KUBECONFIG") or ROOT / ".cluster" / "kubeconfig").resolve()
+"""The cluster under test: ``ZDR_E2E_KUBECONFIG``, else the local cluster (hack/cluster-up.sh)."""
 # Every namespace of this test session ends with this token, and the session's operator
 # watches only those: test sessions (and a bench) can share one cluster.
 SESSION = uuid.uuid4().hex[:4]
@@ -30,7 +31,16 @@ NAMESPACES = f"*-{SESSION}"
 
 @pytest.fixture(scope="session")
 def cluster() -> Path:
-    """Brings the local cluster up (a no-op when it already runs) and returns its kubeconfig."""
+    """The cluster under test and its kubeconfig.
+
+    ``ZDR_E2E_KUBECONFIG`` names a running cluster to test (its images loaded beforehand by
+    ``make test-e2e``, hack/load-images.sh); without it the local cluster is brought up (a no-op
+    when it already runs)."""
+    if os.environ.get("ZDR_E2E_KUBECONFIG"):
+        if not KUBECONFIG.is_file():
+            pytest.fail(f"ZDR_E2E_KUBECONFIG={KUBECONFIG}: no such file", pytrace=False)
+        os.environ["KUBECONFIG"] = str(KUBECONFIG)
+        return KUBECONFIG
     proc = subprocess.run(
         ["bash", str(ROOT / "hack" / "cluster-up.sh")],
         cwd=ROOT,

@@ -9,6 +9,7 @@ from __future__ import annotations
 import http.client
 import ipaddress
 import json
+import os
 import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,7 +23,7 @@ from bench.flows import forget, programmed
 from bench.prober import SERVICE_RANGE
 
 TESTAPP_IMAGE = scenarios.TESTAPP_IMAGE
-KUBECTL_IMAGE = "zdr.local/kubectl:dev"
+KUBECTL_IMAGE = os.environ.get("ZDR_KUBECTL_IMAGE", "zdr.local/kubectl:dev")
 T = TypeVar("T")
 
 

@@ -116,7 +116,20 @@ def test_kstatus_reads_each_phase(
     zdr: Rollouts, namespace: str, operator: OperatorProcess, kstatus_bin: Path
 ) -> None:
     manifest = rollout("api", canary(STEPS), replicas=3)
-    zdr.create(manifest)
+    # A rollout no operator has seen yet (the CRD defaults status.observedGeneration to 0).
+    operator.stop()
+    try:
+        zdr.create(manifest)
+        obj = zdr.get("api")
+        assert obj["status"] == {"observedGeneration": 0}, obj.get("status")
+        verdict = kstatus(kstatus_bin, obj)
+        assert verdict == {
+            "status": "InProgress",
+            "message": "ZeroDowntimeRollout generation is 1, but latest observed generation is 0",
+        }, verdict
+        assert argocd.health(obj)[0] == "Progressing"
+    finally:
+        operator.start()
     obj = snapshot(zdr, "api", "Healthy", phase("Healthy"))
     v1 = obj["status"]["stableRevision"]
     assert kstatus(kstatus_bin, obj) == {"status": "Current", "message": "Resource is Ready"}

@@ -16,7 +16,7 @@ import pytest
 from kubernetes import client
 
 from tests.e2e import kube
-from tests.e2e.conftest import OperatorProcess
+from tests.e2e.conftest import KUBECONFIG, OperatorProcess
 from tests.e2e.rollouts import ROLLING, Rollouts, blue_green, canary, rollout, with_version
 
 pytestmark = pytest.mark.e2e
@@ -39,7 +39,7 @@ def _kubectl(*args: str) -> str:
             [
                 str(ROOT / ".cluster/bin/kubectl"),
                 "--kubeconfig",
-                str(ROOT / ".cluster/kubeconfig"),
+                str(KUBECONFIG),
                 f"--cache-dir={cache}",
                 *args,
             ],
