@@ -343,6 +343,9 @@ class ServiceSpec(_Model):
     )
 
 
+StopSignal = Literal["SIGTERM", "SIGQUIT", "SIGINT", "SIGHUP", "SIGUSR1", "SIGUSR2", "SIGWINCH"]
+
+
 class DrainSpec(_Model):
     """How pods leave service: preStop sleep, then SIGTERM, within a grace period.
 
@@ -365,6 +368,27 @@ class DrainSpec(_Model):
         ),
         ge=1,
         le=86400,
+    )
+    max_request_seconds: StrictInt = Field(
+        default=0,
+        description=(
+            "Longest request the app may be serving when it is told to stop (long polls, slow uploads, "
+            "server streams): the grace period then covers preStopSeconds plus this, so no such request is "
+            "cut. A terminationGracePeriodSeconds (here or in the template) shorter than that is refused. "
+            "0: not declared."
+        ),
+        ge=0,
+        le=86400,
+    )
+    stop_signal: StopSignal | None = Field(
+        default=None,
+        description=(
+            "Signal the app is stopped with after the preStop sleep, instead of the image's (SIGTERM unless "
+            "the image says otherwise); for apps whose SIGTERM is a fast shutdown, e.g. SIGQUIT for nginx "
+            "(graceful: finish requests, then exit). Set as each container's lifecycle.stopSignal, which "
+            "needs Kubernetes 1.33 or later with the ContainerStopSignals feature gate; the rollout stops "
+            "with a clear condition where the API server drops the field."
+        ),
     )
 
 
@@ -1180,11 +1204,39 @@ def _semantic_problems(spec: ZeroDowntimeRolloutSpec) -> list[str]:
     problems += _service_problems(spec)
     problems += _strategy_problems(spec.strategy)
     problems += _analysis_problems(spec)
+    problems += _drain_problems(spec)
     if spec.progress_deadline_seconds <= spec.min_ready_seconds:
         problems.append(
             "spec.progressDeadlineSeconds: must be greater than spec.minReadySeconds "
             f"(got {spec.progress_deadline_seconds} <= {spec.min_ready_seconds}); "
             "raise it or lower minReadySeconds"
+        )
+    return problems
+
+
+def _drain_problems(spec: ZeroDowntimeRolloutSpec) -> list[str]:
+    """A declared request bound the grace period the user fixed cannot cover."""
+    drain = spec.drain
+    if drain.max_request_seconds == 0:
+        return []
+    need = drain.pre_stop_seconds + drain.max_request_seconds
+    problems = []
+    if (
+        "termination_grace_period_seconds" in drain.model_fields_set
+        and drain.termination_grace_period_seconds < need
+    ):
+        problems.append(
+            f"spec.drain.terminationGracePeriodSeconds: {drain.termination_grace_period_seconds} cannot cover "
+            f"drain.preStopSeconds ({drain.pre_stop_seconds}) + drain.maxRequestSeconds "
+            f"({drain.max_request_seconds}); raise it to at least {need}, or leave it out and zdr sizes it"
+        )
+    pod_spec = spec.template.get("spec")
+    own = pod_spec.get("terminationGracePeriodSeconds") if isinstance(pod_spec, Mapping) else None
+    if isinstance(own, int) and not isinstance(own, bool) and own < drain.max_request_seconds:
+        problems.append(
+            f"spec.template.spec.terminationGracePeriodSeconds: {own} (the app's time after the stop signal) "
+            f"is shorter than drain.maxRequestSeconds ({drain.max_request_seconds}); raise it to at least "
+            f"{drain.max_request_seconds} or remove it"
         )
     return problems
 

@@ -8,7 +8,10 @@ The effective template is the user's ``spec.template`` with drain injected:
 - ``terminationGracePeriodSeconds`` becomes the largest of ``drain.terminationGracePeriodSeconds``
   and the longest preStop sleep plus the app's own shutdown time (the template's
   ``terminationGracePeriodSeconds`` if it sets one, else ``DEFAULT_SHUTDOWN_ALLOWANCE_SECONDS``),
-  so SIGKILL never cuts the drain short.
+  so SIGKILL never cuts the drain short; the app's shutdown time is at least
+  ``drain.maxRequestSeconds``, the longest request it may still serve at the stop signal;
+- with ``drain.stopSignal``, every container without its own ``lifecycle.stopSignal`` is stopped
+  with that signal after its preStop (and the pod names its OS, as the API server requires).
 
 The revision hash covers the effective template, not the user's template alone: what runs is
 what is hashed. Changing ``spec.drain`` therefore rolls out new pods (zero-downtime, like any
@@ -62,8 +65,15 @@ def effective_template(spec: ZeroDowntimeRolloutSpec) -> dict[str, Any]:
             longest_pre_stop = max(longest_pre_stop, _sleep_seconds(own))
             continue
         if pre_stop > 0:
-            container["lifecycle"] = {**lifecycle, "preStop": {"sleep": {"seconds": pre_stop}}}
+            lifecycle = {**lifecycle, "preStop": {"sleep": {"seconds": pre_stop}}}
+            container["lifecycle"] = lifecycle
             longest_pre_stop = max(longest_pre_stop, pre_stop)
+    if spec.drain.stop_signal is not None:
+        for container in pod.get("containers") or []:
+            lifecycle = container.get("lifecycle") or {}
+            if not lifecycle.get("stopSignal"):
+                container["lifecycle"] = {**lifecycle, "stopSignal": spec.drain.stop_signal}
+        pod.setdefault("os", {"name": "linux"})  # the API server wants the OS named for a stopSignal
     pod["terminationGracePeriodSeconds"] = termination_grace_period(spec, longest_pre_stop)
     return template
 
@@ -74,6 +84,8 @@ def termination_grace_period(spec: ZeroDowntimeRolloutSpec, longest_pre_stop: in
     shutdown = (
         own if isinstance(own, int) and not isinstance(own, bool) else DEFAULT_SHUTDOWN_ALLOWANCE_SECONDS
     )
+    # A request the app may still be serving at the stop signal gets its whole declared time.
+    shutdown = max(shutdown, spec.drain.max_request_seconds)
     return max(spec.drain.termination_grace_period_seconds, longest_pre_stop + shutdown)
 
 

@@ -116,7 +116,11 @@ def test_spec_round_trips_kubernetes_json() -> None:
         {"pause": {}},
     ]
     assert dumped["service"]["ports"] == [{"name": "http", "port": 80, "targetPort": 8080, "protocol": "TCP"}]
-    assert dumped["drain"] == {"preStopSeconds": 5, "terminationGracePeriodSeconds": 30}
+    assert dumped["drain"] == {
+        "preStopSeconds": 5,
+        "terminationGracePeriodSeconds": 30,
+        "maxRequestSeconds": 0,
+    }
     assert parse_spec(dumped) == spec
 
 
@@ -562,3 +566,29 @@ def test_status_records_patch_their_unset_fields_as_null() -> None:
     patch = status.to_patch()
     assert patch["abort"]["completedAt"] is None and patch["abort"]["reason"] == "RolloutAborted"
     assert patch["rollback"] is None and patch["analysis"] == []
+
+
+def test_a_grace_period_too_short_for_the_declared_requests_is_refused() -> None:
+    with pytest.raises(SpecError) as err:
+        parse_spec(
+            spec_with(
+                drain={"preStopSeconds": 5, "maxRequestSeconds": 30, "terminationGracePeriodSeconds": 20}
+            )
+        )
+    (message,) = err.value.messages
+    assert message.startswith("spec.drain.terminationGracePeriodSeconds: 20 cannot cover")
+    assert "raise it to at least 35" in message
+    template = spec_with()["template"]
+    template["spec"]["terminationGracePeriodSeconds"] = 10
+    with pytest.raises(SpecError) as err:
+        parse_spec(spec_with(template=template, drain={"maxRequestSeconds": 30}))
+    assert err.value.messages[0].startswith("spec.template.spec.terminationGracePeriodSeconds: 10")
+    # Left to zdr, the grace period is sized to cover it.
+    assert parse_spec(spec_with(drain={"maxRequestSeconds": 30})).drain.max_request_seconds == 30
+
+
+def test_an_unknown_stop_signal_names_the_choices() -> None:
+    with pytest.raises(SpecError) as err:
+        parse_spec(spec_with(drain={"stopSignal": "SIGKILL"}))
+    assert err.value.messages[0].startswith("spec.drain.stopSignal")
+    assert "SIGQUIT" in err.value.messages[0]

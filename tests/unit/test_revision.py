@@ -213,3 +213,26 @@ def test_build_service_main_and_extra_roles() -> None:
     assert "nodePort" not in canary["spec"]["ports"][0]
     assert "annotations" not in canary["metadata"]
     assert canary["spec"]["sessionAffinity"] == "ClientIP"
+
+
+def test_declared_request_bound_sizes_the_grace_period() -> None:
+    # preStop 5 + the longest request 25: the default allowance (25) after SIGTERM is not enough
+    # once a request may take 40 s.
+    template = effective_template(spec_of(drain={"maxRequestSeconds": 40}))
+    assert template["spec"]["terminationGracePeriodSeconds"] == 5 + 40
+    small = effective_template(spec_of(drain={"maxRequestSeconds": 1}))
+    assert (
+        small["spec"]["terminationGracePeriodSeconds"]
+        == effective_template(spec_of())["spec"]["terminationGracePeriodSeconds"]
+    )
+
+
+def test_stop_signal_reaches_every_container_without_its_own() -> None:
+    own = {"name": "sidecar", "image": "example/proxy:1", "lifecycle": {"stopSignal": "SIGINT"}}
+    template = effective_template(spec_of(CONTAINER, own, drain={"stopSignal": "SIGQUIT"}))
+    web, sidecar = template["spec"]["containers"]
+    assert web["lifecycle"] == {"preStop": {"sleep": {"seconds": 5}}, "stopSignal": "SIGQUIT"}
+    assert sidecar["lifecycle"]["stopSignal"] == "SIGINT"
+    assert template["spec"]["os"] == {"name": "linux"}
+    assert revision_hash(spec_of(drain={"stopSignal": "SIGQUIT"})) != revision_hash(spec_of())
+    assert "os" not in effective_template(spec_of())["spec"]
