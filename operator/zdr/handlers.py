@@ -18,6 +18,7 @@ restart would lose.
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -69,6 +70,10 @@ async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.watching.client_timeout = 330
     settings.watching.connect_timeout = 10
     settings.networking.request_timeout = 30
+    if os.environ.get("ZDR_CLUSTER_SCAN", "true").lower() in ("0", "false", "no"):
+        # One namespace, named on the command line: no cluster-wide list of namespaces or CRDs,
+        # so a Role in that namespace is all the operator needs.
+        settings.scanning.disabled = True
     OP.api = _load_api()
     OP.queue = WorkQueue()
     OP.stop = asyncio.Event()

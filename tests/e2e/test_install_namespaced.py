@@ -98,7 +98,6 @@ def served(
         raise
     finally:
         kubectl(cluster, "-n", SYSTEM, "delete", "deployment/zdr-operator", "--wait=true", check=False)
-        kubectl(cluster, "delete", "clusterrolebinding/zdr-operator-crds", "--ignore-not-found", check=False)
         core.delete_namespace(namespace, body=client.V1DeleteOptions(grace_period_seconds=0))
 
 
